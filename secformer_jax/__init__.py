@@ -1,0 +1,1 @@
+"""Private BERT inference with SecFormer, PUMA and MPCFormer approximations on SecretFlow SPU."""

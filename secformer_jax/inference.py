@@ -1,0 +1,132 @@
+"""Text -> tokens -> secret shares -> SPU program -> revealed logits, next to the plaintext reference.
+
+The data owner tokenises locally and turns its tokens into a one-hot matrix, token-type one-hots and a
+float padding mask (its secret inputs); the model owner contributes the parameter tree (its secret
+input). Both are secret-shared among the computing parties, the compiled program runs, and only the
+logits are reconstructed. The same function also runs as plain JAX (jit) with the same approximations:
+that is the reference the private result is compared to (`max_abs_error`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import spu.libspu as libspu
+
+from .approx import ApproxSet
+from .checkpoint import Checkpoint
+from .model import BertForSequenceClassification
+from .spu_runner import Cost, Program, Simulation, compile_program
+
+# Runtime and compiler options of SPU's own PUMA benchmarks, used for every method so that all of them run
+# on one backend: Taylor exp (only exp-based softmaxes use it) and x / broadcast(y) -> x * broadcast(1 / y).
+SPU_RUNTIME_OPTIONS = {"fxp_exp_mode": libspu.RuntimeConfig.ExpMode.EXP_TAYLOR}
+SPU_COMPILER_OPTIONS = {"enable_optimize_denominator_with_broadcast": True}
+
+
+@dataclasses.dataclass
+class Encoded:
+    """One tokenised example, padded to a public length; arrays have a leading batch axis of 1."""
+
+    input_ids: np.ndarray  # int32 [1, L]
+    attention_mask: np.ndarray  # int32 [1, L], 1 = real token
+    token_type_ids: np.ndarray  # int32 [1, L]
+    tokens: list[str]  # the real tokens (data owner only)
+
+
+def encode(tokenizer, text: str, text_pair: str | None = None, max_length: int = 64) -> Encoded:
+    """Tokenise and pad to `max_length`. Refuses empty text and text longer than `max_length` tokens
+    (truncating silently would classify a different text)."""
+    for name, value in (("text", text), ("text pair", text_pair)):
+        if value is not None and not value.strip():
+            raise ValueError(f"{name} is empty")
+    if max_length < 2:
+        raise ValueError(f"max length must be at least 2 tokens ([CLS] and [SEP]), got {max_length}")
+    full = tokenizer(text, text_pair)["input_ids"]
+    if len(full) > max_length:
+        raise ValueError(
+            f"the input is {len(full)} tokens, over the max length {max_length}; raise --max-length "
+            "(at most the model's max_position_embeddings) or shorten the text"
+        )
+    enc = tokenizer(text, text_pair, padding="max_length", max_length=max_length, return_tensors="np")
+    tokens = tokenizer.convert_ids_to_tokens(full)
+    return Encoded(
+        enc["input_ids"].astype(np.int32),
+        enc["attention_mask"].astype(np.int32),
+        enc["token_type_ids"].astype(np.int32),
+        tokens,
+    )
+
+
+def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> tuple[np.ndarray, ...]:
+    """The data owner's secret inputs: word one-hots [1, L, V], padding mask [1, L], type one-hots [1, L, T]."""
+    eye = partial(np.eye, dtype=np.float32)
+    return (
+        eye(vocab_size)[encoded.input_ids],
+        encoded.attention_mask.astype(np.float32),
+        eye(type_vocab_size)[encoded.token_type_ids],
+    )
+
+
+def logits_fn(config, approx: ApproxSet):
+    """(params, words, mask, types) -> logits [B, num_labels]; words/types as ids or one-hots."""
+    model = BertForSequenceClassification(config, approx)
+
+    def logits(params, words, mask, types):
+        return model.apply({"params": params}, words, mask, types)["logits"]
+
+    return logits
+
+
+@dataclasses.dataclass
+class Result:
+    logits: np.ndarray
+    plaintext_logits: np.ndarray
+    cost: Cost
+    compile_seconds: float
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(np.abs(self.logits - self.plaintext_logits)))
+
+
+class PrivateClassifier:
+    """A checkpoint with one approximation set, compiled once per sequence length, run under one protocol."""
+
+    def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, protocol: str = "aby3", field: str = "fm64"):
+        self.checkpoint, self.approx = checkpoint, approx
+        self.simulation = Simulation(protocol, field, **SPU_RUNTIME_OPTIONS)
+        self._fn = logits_fn(checkpoint.config, approx)
+        self._plain = jax.jit(self._fn)
+        self._programs: dict[int, tuple[Program, float]] = {}
+
+    def program(self, seq_len: int) -> tuple[Program, float]:
+        """The compiled SPU program for `seq_len` tokens (cached) and the seconds its compilation took."""
+        if seq_len not in self._programs:
+            c = self.checkpoint.config
+            start = time.perf_counter()
+            shapes = (
+                self.checkpoint.params,
+                jax.ShapeDtypeStruct((1, seq_len, c.vocab_size), jnp.float32),
+                jax.ShapeDtypeStruct((1, seq_len), jnp.float32),
+                jax.ShapeDtypeStruct((1, seq_len, c.type_vocab_size), jnp.float32),
+            )
+            copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
+            program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits")
+            self._programs[seq_len] = (program, time.perf_counter() - start)
+        return self._programs[seq_len]
+
+    def plaintext_logits(self, encoded: Encoded) -> np.ndarray:
+        return np.asarray(self._plain(self.checkpoint.params, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids))
+
+    def __call__(self, encoded: Encoded) -> Result:
+        c = self.checkpoint.config
+        program, compile_seconds = self.program(encoded.input_ids.shape[1])
+        inputs = one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)
+        logits, cost = self.simulation.run(program, self.checkpoint.params, *inputs)
+        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds)

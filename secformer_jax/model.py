@@ -1,0 +1,275 @@
+"""Flax BERT with the nonlinear layers passed in explicitly as an `ApproxSet`.
+
+Module and parameter names mirror `transformers.models.bert.modeling_flax_bert` (FlaxBertModule,
+FlaxBertForSequenceClassificationModule), so a parameter tree loaded from any Hugging Face BERT checkpoint
+drops in unchanged:
+
+    {"bert": {"embeddings": {...}, "encoder": {"layer": {"0": {...}, ...}}, "pooler": {...}},
+     "classifier": {"kernel", "bias"}}
+
+What differs from the Hugging Face modules, and why:
+- GeLU, softmax and LayerNorm come from `approx` (see `secformer_jax.approx`); nothing global is patched.
+- Words enter either as integer ids (plaintext: a table lookup) or as a one-hot float matrix (under MPC:
+  a lookup with a secret index is a one-hot matrix product, and the data owner can build the one-hot
+  locally from its own tokens, so the product is the only secret work).
+- The padding mask is a float 0/1 array handed to the softmax, which multiplies by it (2Quad squares its
+  input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
+- Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from transformers import BertConfig
+
+from .approx import ApproxSet
+
+Array = Any
+
+SUPPORTED_ACTS = ("gelu",)  # the erf GeLU; every preset replaces exactly this function
+
+
+def check_config(config: BertConfig) -> None:
+    """Raise ValueError if `config` describes a model this BERT cannot run faithfully."""
+    model_type = getattr(config, "model_type", None)
+    if model_type != "bert":
+        raise ValueError(f"expected a BERT checkpoint (model_type 'bert'), got model_type {model_type!r}")
+    if config.hidden_act not in SUPPORTED_ACTS:
+        raise ValueError(
+            f"hidden_act {config.hidden_act!r} is not supported (supported: {', '.join(SUPPORTED_ACTS)})"
+        )
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"position_embedding_type {config.position_embedding_type!r} is not supported")
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError("hidden_size must be a multiple of num_attention_heads")
+
+
+def _embed(table: Array, ids_or_onehot: Array) -> Array:
+    """Row lookup: integer ids [B, L] index the table; a one-hot [B, L, V] multiplies it."""
+    if jnp.issubdtype(ids_or_onehot.dtype, jnp.integer):
+        return jnp.take(table, ids_or_onehot, axis=0)
+    return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with HF's parameter names (`scale`, `bias`) and the approximation's normalisation."""
+
+    eps: float
+    approx: ApproxSet
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (d,))
+        bias = self.param("bias", nn.initializers.zeros, (d,))
+        return self.approx.layernorm_fn(x, scale, bias, self.eps)
+
+
+class BertEmbeddings(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        init = nn.initializers.normal(c.initializer_range)
+        self.word_embeddings = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init)
+        self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init)
+        self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init)
+        self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
+        self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
+
+    def __call__(self, input_ids, token_type_ids, deterministic: bool = True):
+        seq_len = input_ids.shape[1]
+        words = _embed(self.word_embeddings.embedding, input_ids)
+        types = _embed(self.token_type_embeddings.embedding, token_type_ids)
+        positions = self.position_embeddings.embedding[:seq_len][None]  # positions are public
+        hidden = self.LayerNorm(words + types + positions)
+        return self.dropout(hidden, deterministic=deterministic)
+
+
+class BertSelfAttention(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        init = nn.initializers.normal(c.initializer_range)
+        self.query = nn.Dense(c.hidden_size, kernel_init=init)
+        self.key = nn.Dense(c.hidden_size, kernel_init=init)
+        self.value = nn.Dense(c.hidden_size, kernel_init=init)
+        self.dropout = nn.Dropout(rate=c.attention_probs_dropout_prob)
+
+    def __call__(self, hidden, mask, deterministic: bool = True):
+        c = self.config
+        heads, head_dim = c.num_attention_heads, c.hidden_size // c.num_attention_heads
+
+        def split(x):  # [B, L, H*D] -> [B, H, L, D]
+            return x.reshape(x.shape[:2] + (heads, head_dim)).transpose(0, 2, 1, 3)
+
+        q, k, v = split(self.query(hidden)), split(self.key(hidden)), split(self.value(hidden))
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(head_dim)
+        probs = self.approx.softmax_fn(scores, mask[:, None, None, :])
+        probs = self.dropout(probs, deterministic=deterministic)
+        context = jnp.einsum("bhqk,bhkd->bhqd", probs, v)
+        context = context.transpose(0, 2, 1, 3).reshape(hidden.shape)
+        return context, scores
+
+
+class BertSelfOutput(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        self.dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
+        self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
+
+    def __call__(self, hidden, residual, deterministic: bool = True):
+        hidden = self.dropout(self.dense(hidden), deterministic=deterministic)
+        return self.LayerNorm(hidden + residual)
+
+
+class BertAttention(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        self.self = BertSelfAttention(self.config, self.approx)
+        self.output = BertSelfOutput(self.config, self.approx)
+
+    def __call__(self, hidden, mask, deterministic: bool = True):
+        context, scores = self.self(hidden, mask, deterministic)
+        return self.output(context, hidden, deterministic), scores
+
+
+class BertIntermediate(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    @nn.compact
+    def __call__(self, hidden):
+        c = self.config
+        dense = nn.Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        return self.approx.gelu_fn(dense(hidden))
+
+
+class BertOutput(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        self.dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
+        self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
+
+    def __call__(self, intermediate, residual, deterministic: bool = True):
+        hidden = self.dropout(self.dense(intermediate), deterministic=deterministic)
+        return self.LayerNorm(hidden + residual)
+
+
+class BertLayer(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        self.attention = BertAttention(self.config, self.approx)
+        self.intermediate = BertIntermediate(self.config, self.approx)
+        self.output = BertOutput(self.config, self.approx)
+
+    def __call__(self, hidden, mask, deterministic: bool = True):
+        attended, scores = self.attention(hidden, mask, deterministic)
+        return self.output(self.intermediate(attended), attended, deterministic), scores
+
+
+class BertLayerCollection(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    @nn.compact
+    def __call__(self, hidden, mask, deterministic: bool = True):
+        all_hidden, all_scores = [hidden], []
+        for i in range(self.config.num_hidden_layers):
+            hidden, scores = BertLayer(self.config, self.approx, name=str(i))(hidden, mask, deterministic)
+            all_hidden.append(hidden)
+            all_scores.append(scores)
+        return hidden, tuple(all_hidden), tuple(all_scores)
+
+
+class BertEncoder(nn.Module):
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        self.layer = BertLayerCollection(self.config, self.approx)
+
+    def __call__(self, hidden, mask, deterministic: bool = True):
+        return self.layer(hidden, mask, deterministic)
+
+
+class BertPooler(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden):
+        c = self.config
+        dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        return jnp.tanh(dense(hidden[:, 0]))
+
+
+class BertModule(nn.Module):
+    """The encoder: embeddings, `num_hidden_layers` layers, pooler. Returns a dict of arrays:
+    `last_hidden_state` [B, L, H], `pooler_output` [B, H], `hidden_states` (embeddings + every layer),
+    `attention_scores` (every layer's pre-softmax scores [B, heads, L, L], for distillation)."""
+
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        check_config(self.config)
+        self.embeddings = BertEmbeddings(self.config, self.approx)
+        self.encoder = BertEncoder(self.config, self.approx)
+        self.pooler = BertPooler(self.config)
+
+    def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
+        hidden = self.embeddings(input_ids, token_type_ids, deterministic)
+        mask = attention_mask.astype(hidden.dtype)
+        last, all_hidden, all_scores = self.encoder(hidden, mask, deterministic)
+        return {
+            "last_hidden_state": last,
+            "pooler_output": self.pooler(last),
+            "hidden_states": all_hidden,
+            "attention_scores": all_scores,
+        }
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT + pooler + linear head: `num_labels` logits, or one regression score when num_labels == 1."""
+
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        self.bert = BertModule(c, self.approx)
+        dropout = getattr(c, "classifier_dropout", None)
+        self.dropout = nn.Dropout(rate=c.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
+
+    def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
+        out = self.bert(input_ids, attention_mask, token_type_ids, deterministic)
+        pooled = self.dropout(out["pooler_output"], deterministic=deterministic)
+        return {**out, "logits": self.classifier(pooled)}
+
+
+def init_params(config: BertConfig, approx: ApproxSet, seed: int = 0, seq_len: int = 8) -> dict:
+    """Random parameters (BERT's normal(0, initializer_range) init) for `BertForSequenceClassification`."""
+    model = BertForSequenceClassification(config, approx)
+    ids = jnp.zeros((1, seq_len), jnp.int32)
+    return model.init(jax.random.PRNGKey(seed), ids, jnp.ones((1, seq_len)), ids)["params"]

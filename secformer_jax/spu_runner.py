@@ -1,0 +1,239 @@
+"""Compile a JAX function once with SPU and run it many times in SPU's multi-party simulation.
+
+Protocols (SPU 0.9.5, semi-honest): `semi2k` (2PC, additive shares, trusted-first-party Beaver triples),
+`cheetah` (2PC, OT/HE-based, no dealer), `aby3` (3PC replicated shares). Ring FM64 with 18 fractional bits
+by default, FM128 (fraction bits 40) as an option.
+
+What is secret and what is public:
+- Every array argument is secret-shared (VIS_SECRET): model weights belong to the model owner, the
+  one-hot tokens, token types and padding mask to the data owner. No computing party sees any of them.
+- Shapes are public: batch, sequence length (the padded length, not the true one: the mask is secret),
+  vocabulary and layer sizes, and the program itself (which approximation, how many iterations).
+- Outputs are revealed to whoever reconstructs them (in the simulation: the caller, standing in for the
+  data owner).
+
+Cost: `enable_pphlo_profile` makes SPU's C++ runtime print per-op time, bytes and send actions to its
+process-wide log. `run` points that log at a temporary file for the duration of the run and parses the
+report into a `Cost`: bytes and send actions summed over the parties, and each party's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import spu.api as spu_api
+import spu.libspu as libspu
+import spu.utils.frontend as spu_fe
+
+PROTOCOLS = {
+    "semi2k": (libspu.ProtocolKind.SEMI2K, 2),
+    "cheetah": (libspu.ProtocolKind.CHEETAH, 2),
+    "aby3": (libspu.ProtocolKind.ABY3, 3),
+}
+FIELDS = {"fm64": (libspu.FieldType.FM64, 18), "fm128": (libspu.FieldType.FM128, 40)}
+
+
+def _choice(kind: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def runtime_config(protocol: str = "aby3", field: str = "fm64", *, profile: bool = True, **options) -> libspu.RuntimeConfig:
+    """SPU runtime config. `options` set RuntimeConfig attributes, e.g. fxp_exp_mode (PUMA's Taylor exp)."""
+    kind, _ = PROTOCOLS[_choice("protocol", protocol, PROTOCOLS)]
+    ftype, frac_bits = FIELDS[_choice("field", field, FIELDS)]
+    config = libspu.RuntimeConfig(protocol=kind, field=ftype, fxp_fraction_bits=frac_bits)
+    config.enable_pphlo_profile = profile
+    for name, value in options.items():
+        if not hasattr(config, name):
+            raise ValueError(f"unknown SPU runtime option {name!r}")
+        setattr(config, name, value)
+    return config
+
+
+@dataclasses.dataclass
+class OpCost:
+    count: int
+    seconds: float
+    send_bytes: int
+    recv_bytes: int
+    send_actions: int
+    recv_actions: int
+
+
+@dataclasses.dataclass
+class Cost:
+    """One SPU run's cost: wall seconds of the whole run (all parties, simulated in one process); bytes and
+    send actions summed over all parties (`party_*`: each party's own), and SPU's per-op (pphlo) breakdown,
+    also summed over parties. Summing matters: protocols such as ABY3 pick which party does a step at
+    random, so one party's share varies between runs while the sum does not."""
+
+    seconds: float
+    send_bytes: int
+    recv_bytes: int
+    send_actions: int
+    recv_actions: int
+    party_send_bytes: list[int]
+    party_send_actions: list[int]
+    by_op: dict[str, OpCost]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_OP_LINE = re.compile(
+    r"- pphlo\.(?P<op>\S+), executed (?P<count>\d+) times, duration (?P<sec>[0-9.e+-]+)s, "
+    r"send bytes (?P<sb>\d+) recv bytes (?P<rb>\d+), send actions (?P<sa>\d+), recv actions (?P<ra>\d+)"
+)
+_LINK_LINE = re.compile(
+    r"Link details: total send bytes (?P<sb>\d+), recv bytes (?P<rb>\d+), "
+    r"send actions (?P<sa>\d+), recv actions (?P<ra>\d+)"
+)
+
+
+def parse_profile(log: str, seconds: float, parties: int) -> Cost:
+    """Parse the profiling reports of `parties` parties (pphlo op lines and 'Link details' lines, possibly
+    interleaved line by line) into one Cost."""
+    links = list(_LINK_LINE.finditer(log))
+    if len(links) != parties:
+        raise RuntimeError(
+            f"expected {parties} SPU 'Link details' profile lines, found {len(links)}; was enable_pphlo_profile set?"
+        )
+    by_op: dict[str, OpCost] = {}
+    for m in _OP_LINE.finditer(log):
+        values = (int(m["count"]), float(m["sec"]), int(m["sb"]), int(m["rb"]), int(m["sa"]), int(m["ra"]))
+        if m["op"] in by_op:
+            old = dataclasses.astuple(by_op[m["op"]])
+            # count and duration: the parties run the same ops concurrently; keep party-maximal values
+            values = (max(old[0], values[0]), max(old[1], values[1])) + tuple(a + b for a, b in zip(old[2:], values[2:]))
+        by_op[m["op"]] = OpCost(*values)
+    total = lambda key: sum(int(m[key]) for m in links)
+    return Cost(
+        seconds, total("sb"), total("rb"), total("sa"), total("ra"),
+        [int(m["sb"]) for m in links], [int(m["sa"]) for m in links], by_op,
+    )
+
+
+_log_lock = threading.Lock()
+
+
+def _set_spu_log(path: str, console: bool) -> None:
+    options = libspu.logging.LogOptions()
+    options.system_log_path = path
+    options.enable_console_logger = console
+    libspu.logging.setup_logging(options)
+
+
+@contextmanager
+def _capture_spu_log():
+    """Send SPU's C++ log (where the profiler writes) to a temporary file for the body's duration; the
+    dict it yields gets the log's text. SPU's logger is process-wide, so runs are serialised here."""
+    with _log_lock, tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "spu.log")
+        captured = {}
+        _set_spu_log(path, console=False)
+        try:
+            yield captured
+        finally:
+            _set_spu_log(os.devnull, console=True)  # closes (and flushes) the file sink
+            captured["text"] = open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
+
+
+@dataclasses.dataclass
+class Program:
+    """A compiled SPU program plus what is needed to flatten its inputs and rebuild its outputs."""
+
+    executable: libspu.Executable
+    in_tree: Any
+    in_shapes: list
+    out_tree: Any
+
+    @property
+    def mlir(self) -> str:
+        return self.executable.code.decode("utf-8")
+
+
+def compile_program(fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:
+    """Trace `fn` with JAX on `example_args` (arrays or ShapeDtypeStructs; only shapes/dtypes matter) and
+    compile it to SPU's pphlo. All inputs are secret. Compile once, then `Simulation.run` as often as needed."""
+    flat, in_tree = jax.tree_util.tree_flatten(example_args)
+    flat = [np.zeros(a.shape, a.dtype) for a in flat]
+
+    def flat_fn(*leaves):
+        return fn(*jax.tree_util.tree_unflatten(in_tree, leaves))
+
+    flat_fn.__name__ = name or getattr(fn, "__name__", "program")
+    executable, output = spu_fe.compile(
+        spu_fe.Kind.JAX,
+        flat_fn,
+        flat,
+        {},
+        [f"in{i}" for i in range(len(flat))],
+        [libspu.Visibility.VIS_SECRET] * len(flat),
+        lambda outs: [f"out{i}" for i in range(len(outs))],
+        copts=copts or libspu.CompilerOptions(),
+    )
+    _, out_tree = jax.tree_util.tree_flatten(output)
+    return Program(executable, in_tree, [(a.shape, a.dtype) for a in flat], out_tree)
+
+
+class Simulation:
+    """All parties of one protocol in this process, linked by in-memory channels (SPU's simulator)."""
+
+    def __init__(self, protocol: str = "aby3", field: str = "fm64", **options):
+        self.protocol, self.field = protocol, field
+        self.config = runtime_config(protocol, field, **options)
+        self.world_size = PROTOCOLS[protocol][1]
+        self.io = spu_api.Io(self.world_size, self.config)
+
+    def run(self, program: Program, *args) -> tuple[Any, Cost]:
+        """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost)."""
+        flat, tree = jax.tree_util.tree_flatten(args)
+        if tree != program.in_tree:
+            raise ValueError(f"arguments do not match the compiled program's structure:\n{tree}\nvs\n{program.in_tree}")
+        for i, (a, (shape, dtype)) in enumerate(zip(flat, program.in_shapes)):
+            if np.shape(a) != tuple(shape):
+                raise ValueError(f"input {i} has shape {np.shape(a)}, the program was compiled for {tuple(shape)}")
+        shares = [self.io.make_shares(np.asarray(a, dtype), libspu.Visibility.VIS_SECRET) for a in flat]
+
+        desc = libspu.link.Desc()
+        for rank in range(self.world_size):
+            desc.add_party(f"id_{rank}", f"thread_{rank}")
+        results: list = [None] * self.world_size
+        errors: list = []
+
+        def party(rank: int):
+            try:
+                config = libspu.RuntimeConfig(self.config)
+                runtime = spu_api.Runtime(libspu.link.create_mem(desc, rank), config)
+                for name, share in zip(program.executable.input_names, shares):
+                    runtime.set_var(name, share[rank])
+                runtime.run(program.executable)
+                results[rank] = [runtime.get_var(n) for n in program.executable.output_names]
+            except BaseException as e:  # surfaced in the caller's thread below
+                errors.append(e)
+
+        with _capture_spu_log() as captured:
+            start = time.perf_counter()
+            threads = [threading.Thread(target=party, args=(r,)) for r in range(self.world_size)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            seconds = time.perf_counter() - start
+        if errors:
+            log_tail = "\n".join(captured["text"].strip().splitlines()[-5:])
+            raise RuntimeError(f"SPU {self.protocol} run failed: {errors[0]}\n{log_tail}") from errors[0]
+        outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]
+        cost = parse_profile(captured["text"], seconds, self.world_size) if self.config.enable_pphlo_profile else None
+        return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost
