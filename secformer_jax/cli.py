@@ -50,12 +50,13 @@ def infer(args) -> dict:
         head = attach_sentiment_head(checkpoint, approx, max_length=args.max_length)
         _log(f"  head: SST-2 dev accuracy {head['dev_accuracy']:.3f} in plaintext ({'cached' if head['cached'] else 'fitted now'})")
 
-    classifier = PrivateClassifier(checkpoint, approx, args.protocol, args.field)
+    classifier = PrivateClassifier(checkpoint, approx, args.field)
+    classifier.simulation(args.protocol)  # validate the protocol before compiling
     _log(f"compiling the SPU program ({config.num_hidden_layers} layers, {args.max_length} tokens) ...")
     _, compile_seconds = classifier.program(args.max_length)
     _log(f"  compiled in {compile_seconds:.1f} s; running {args.protocol} ({PROTOCOLS[args.protocol][1]} parties, simulated) ...")
     start = time.perf_counter()
-    result = classifier(encoded)
+    result = classifier(encoded, args.protocol)
     _log(f"  ran in {time.perf_counter() - start:.1f} s")
 
     labels = getattr(config, "id2label", None) or {}

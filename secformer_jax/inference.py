@@ -96,11 +96,12 @@ class Result:
 
 
 class PrivateClassifier:
-    """A checkpoint with one approximation set, compiled once per sequence length, run under one protocol."""
+    """A checkpoint with one approximation set: compiled once per sequence length (the SPU program does not
+    depend on the protocol), run under any protocol."""
 
-    def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, protocol: str = "aby3", field: str = "fm64"):
-        self.checkpoint, self.approx = checkpoint, approx
-        self.simulation = Simulation(protocol, field, **SPU_RUNTIME_OPTIONS)
+    def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64"):
+        self.checkpoint, self.approx, self.field = checkpoint, approx, field
+        self._simulations: dict[str, Simulation] = {}
         self._fn = logits_fn(checkpoint.config, approx)
         self._plain = jax.jit(self._fn)
         self._programs: dict[int, tuple[Program, float]] = {}
@@ -124,9 +125,16 @@ class PrivateClassifier:
     def plaintext_logits(self, encoded: Encoded) -> np.ndarray:
         return np.asarray(self._plain(self.checkpoint.params, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids))
 
-    def __call__(self, encoded: Encoded) -> Result:
+    def simulation(self, protocol: str) -> Simulation:
+        if protocol not in self._simulations:
+            self._simulations[protocol] = Simulation(protocol, self.field, **SPU_RUNTIME_OPTIONS)
+        return self._simulations[protocol]
+
+    def __call__(self, encoded: Encoded, protocol: str = "aby3") -> Result:
+        """Run privately under `protocol` and return the revealed logits next to the plaintext ones."""
         c = self.checkpoint.config
+        simulation = self.simulation(protocol)
         program, compile_seconds = self.program(encoded.input_ids.shape[1])
         inputs = one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)
-        logits, cost = self.simulation.run(program, self.checkpoint.params, *inputs)
+        logits, cost = simulation.run(program, self.checkpoint.params, *inputs)
         return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds)

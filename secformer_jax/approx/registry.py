@@ -1,0 +1,83 @@
+"""The one registry of approximations, the `ApproxSet` a model is built with, and the presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from . import gelu as _gelu
+from . import layernorm as _layernorm
+from . import softmax as _softmax
+
+REGISTRY: dict[str, dict[str, Callable]] = {
+    "gelu": {
+        "exact": _gelu.gelu_exact,
+        "puma": _gelu.gelu_puma,
+        "quad": _gelu.gelu_quad,
+        "secformer": _gelu.gelu_secformer,
+    },
+    "softmax": {
+        "exact": _softmax.softmax_exact,
+        "puma": _softmax.softmax_puma,
+        "2quad": _softmax.softmax_2quad,
+        "secformer": _softmax.softmax_secformer,
+    },
+    "layernorm": {
+        "exact": _layernorm.layernorm_exact,
+        "puma": _layernorm.layernorm_puma,
+        "secformer": _layernorm.layernorm_secformer,
+    },
+}
+
+
+def get_approx(op: str, name: str) -> Callable:
+    """The registered function `name` for operator `op`."""
+    if op not in REGISTRY:
+        raise ValueError(f"unknown operator {op!r}; operators: {', '.join(REGISTRY)}")
+    if name not in REGISTRY[op]:
+        raise ValueError(f"unknown {op} approximation {name!r}; choose one of: {', '.join(REGISTRY[op])}")
+    return REGISTRY[op][name]
+
+
+@dataclasses.dataclass(frozen=True)
+class ApproxSet:
+    """Which registered function each nonlinear operator uses (hashable: a Flax module attribute)."""
+
+    gelu: str
+    softmax: str
+    layernorm: str
+
+    def __post_init__(self):
+        for op in REGISTRY:
+            get_approx(op, getattr(self, op))
+
+    @property
+    def gelu_fn(self) -> Callable:
+        return REGISTRY["gelu"][self.gelu]
+
+    @property
+    def softmax_fn(self) -> Callable:
+        return REGISTRY["softmax"][self.softmax]
+
+    @property
+    def layernorm_fn(self) -> Callable:
+        return REGISTRY["layernorm"][self.layernorm]
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, ApproxSet] = {
+    "plaintext": ApproxSet("exact", "exact", "exact"),
+    "puma": ApproxSet("puma", "puma", "puma"),
+    "mpcformer": ApproxSet("quad", "2quad", "exact"),
+    "secformer": ApproxSet("secformer", "secformer", "secformer"),
+}
+
+
+def resolve_approx(preset: str, *, gelu: str | None = None, softmax: str | None = None, layernorm: str | None = None) -> ApproxSet:
+    """A preset with optional per-operator overrides (for ablations)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown approximation preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in dict(gelu=gelu, softmax=softmax, layernorm=layernorm).items() if v is not None}
+    return dataclasses.replace(PRESETS[preset], **overrides)

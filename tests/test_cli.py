@@ -1,0 +1,65 @@
+"""`secformer infer`: end to end on a tiny checkpoint, and clear errors for bad input."""
+
+import json
+
+import pytest
+
+from secformer_jax.cli import main
+
+BASE = ["infer", "--text", "a gripping, beautifully made film"]
+
+
+def test_infer_writes_the_documented_json(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    code = main(BASE + ["--model", str(tiny_checkpoint[0]), "--protocol", "semi2k", "--approx", "secformer",
+                        "--softmax", "2quad", "--max-length", "16", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    for field in ("logits", "plaintext_logits", "max_abs_error", "protocol", "approx", "cost", "prediction"):
+        assert field in result
+    assert result["protocol"] == "semi2k"
+    assert result["approx"] == {"preset": "secformer", "gelu": "secformer", "softmax": "2quad", "layernorm": "secformer"}
+    assert {"seconds", "send_bytes", "recv_bytes", "send_actions", "by_op"} <= result["cost"].keys()
+    assert result["cost"]["send_bytes"] > 0 and result["cost"]["by_op"]
+    assert result["max_abs_error"] < 0.05 * max(1.0, max(abs(x) for x in result["plaintext_logits"]))
+    assert result["prediction"] in ("negative", "positive")
+    printed = capsys.readouterr().out
+    assert "prediction:" in printed and "max |error|" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--approx", "fancy"], "invalid choice: 'fancy'"),
+        (["--protocol", "spdz"], "invalid choice: 'spdz'"),
+        (["--gelu", "relu"], "invalid choice: 'relu'"),
+    ],
+)
+def test_unknown_names_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(BASE + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--text", "   "], "text is empty"),
+        (["--text-pair", ""], "text pair is empty"),
+        (["--text", "word " * 40, "--max-length", "16"], "over the max length 16"),
+        (["--max-length", "100"], "exceeds the model's 64 positions"),
+        (["--model", "/nonexistent/model"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(tiny_checkpoint, argv, message, capsys):
+    argv = ["--model", str(tiny_checkpoint[0])] + argv if "--model" not in argv else argv
+    assert main(BASE + argv) == 2
+    err = capsys.readouterr().err
+    assert "secformer: error:" in err and message in err and "Traceback" not in err
+
+
+def test_other_architecture_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    assert main(BASE + ["--model", str(tmp_path)]) == 2
+    assert "only BERT" in capsys.readouterr().err
