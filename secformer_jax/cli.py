@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from .approx import PRESETS, REGISTRY, resolve_approx
@@ -55,9 +54,7 @@ def infer(args) -> dict:
     _log(f"compiling the SPU program ({config.num_hidden_layers} layers, {args.max_length} tokens) ...")
     _, compile_seconds = classifier.program(args.max_length)
     _log(f"  compiled in {compile_seconds:.1f} s; running {args.protocol} ({PROTOCOLS[args.protocol][1]} parties, simulated) ...")
-    start = time.perf_counter()
     result = classifier(encoded, args.protocol)
-    _log(f"  ran in {time.perf_counter() - start:.1f} s")
 
     labels = getattr(config, "id2label", None) or {}
     regression = config.num_labels == 1

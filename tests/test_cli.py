@@ -63,3 +63,14 @@ def test_other_architecture_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     assert main(BASE + ["--model", str(tmp_path)]) == 2
     assert "only BERT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_demo_on_the_embedded_minilm(tmp_path):
+    """The README's main job: MiniLM, SecFormer, ABY3 (about a minute; fits the SST-2 head on first use)."""
+    out = tmp_path / "out.json"
+    assert main(BASE + ["--protocol", "aby3", "--approx", "secformer", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    scale = max(abs(x) for x in result["plaintext_logits"])
+    assert result["max_abs_error"] < 0.02 * max(1.0, scale)
+    assert result["prediction"] == result["plaintext_prediction"]

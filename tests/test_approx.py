@@ -1,0 +1,179 @@
+"""Each approximation against its definition / the exact function on its stated range (plaintext JAX)."""
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from secformer_jax.approx import PRESETS, REGISTRY, ApproxSet, get_approx, goldschmidt_div, goldschmidt_reciprocal, goldschmidt_rsqrt, resolve_approx
+from secformer_jax.approx.gelu import erf_fourier
+from secformer_jax.approx.kernels import iterations_for_reciprocal, iterations_for_rsqrt
+
+X = np.linspace(-8, 8, 4001).astype(np.float32)
+GELU = np.asarray(jax.nn.gelu(X.astype(np.float64), approximate=False))
+
+
+@pytest.mark.parametrize("name, bound", [("exact", 1e-6), ("puma", 2.0e-2), ("secformer", 6.0e-2)])
+def test_gelu_error_on_range(name, bound):
+    err = np.abs(np.asarray(get_approx("gelu", name)(X)) - GELU).max()
+    assert err <= bound
+
+
+def test_gelu_puma_segments():
+    f = get_approx("gelu", "puma")
+    np.testing.assert_array_equal(f(np.array([-10.0, -4.5], np.float32)), [0.0, 0.0])
+    np.testing.assert_allclose(f(np.array([3.5, 10.0], np.float32)), [3.5, 10.0])
+    np.testing.assert_allclose(f(np.array([0.0], np.float32)), [0.008526321541038084], rtol=1e-6)
+
+
+def test_gelu_secformer_outer_segments_are_exact_limits():
+    f = get_approx("gelu", "secformer")
+    x = np.array([-9.0, -4.0, 4.0, 9.0], np.float32)  # |x / sqrt 2| > 2.5: erf is +-1
+    np.testing.assert_allclose(f(x), [0.0, 0.0, 4.0, 9.0])
+
+
+def test_erf_fourier_recurrence_equals_direct_series():
+    z = np.linspace(-2.5, 2.5, 101)
+    beta = (1.25772, -0.0299154, 0.382155, -0.0519123, 0.196033, -0.0624557, 0.118029)
+    direct = sum(b * np.sin((m + 1) * np.pi * z / 10) for m, b in enumerate(beta))
+    np.testing.assert_allclose(erf_fourier(z.astype(np.float32)), direct, atol=1e-5)
+    # the published 7-term, period-20 series is within 3.6e-2 of erf on [-2.5, 2.5] (worst near |z| = 1.9)
+    assert np.abs(direct - np.array([math.erf(t) for t in z])).max() <= 3.6e-2
+
+
+def test_gelu_quad_definition():
+    np.testing.assert_allclose(get_approx("gelu", "quad")(np.array([-2.0, 0.0, 4.0], np.float32)), [0.5, 0.5, 3.5])
+
+
+def _scores(lim, shape=(3, 2, 8, 12), seed=0):
+    return np.random.default_rng(seed).uniform(-lim, lim, shape).astype(np.float32)
+
+
+def _mask(batch=3, keys=12):
+    mask = np.ones((batch, 1, 1, keys), np.float32)
+    mask[0, ..., 5:] = 0
+    mask[1, ..., 9:] = 0
+    return mask
+
+
+def _reference_softmax(scores, mask):
+    e = np.where(mask > 0, np.exp(scores - np.where(mask > 0, scores, -np.inf).max(-1, keepdims=True)), 0.0)
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY["softmax"]))
+def test_every_softmax_masks_padding_and_normalises(name):
+    scores, mask = _scores(8), _mask()
+    p = np.asarray(get_approx("softmax", name)(scores, mask))
+    assert np.all(p[np.broadcast_to(mask, p.shape) == 0] == 0.0)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-4)
+    assert np.all(p >= 0)
+
+
+@pytest.mark.parametrize("name, bound", [("exact", 1e-6), ("puma", 2e-6)])
+def test_exp_softmaxes_match_reference(name, bound):
+    scores, mask = _scores(20), _mask()
+    assert np.abs(np.asarray(get_approx("softmax", name)(scores, mask)) - _reference_softmax(scores, mask)).max() <= bound
+
+
+def test_2quad_definition():
+    scores, mask = _scores(8), _mask()
+    q = (scores + 5.0) ** 2 * mask
+    np.testing.assert_allclose(get_approx("softmax", "2quad")(scores, mask), q / q.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("lim", [1, 8, 60])
+def test_secformer_softmax_equals_2quad_within_goldschmidt_tolerance(lim):
+    scores, mask = _scores(lim), _mask()
+    secformer = np.asarray(get_approx("softmax", "secformer")(scores, mask))
+    two_quad = np.asarray(get_approx("softmax", "2quad")(scores, mask))
+    np.testing.assert_allclose(secformer, two_quad, rtol=2e-4, atol=1e-7)
+
+
+def _layer_inputs(var_lo, var_hi, rows=48, d=64, seed=0):
+    rng = np.random.default_rng(seed)
+    var = np.geomspace(var_lo, var_hi, rows)
+    x = rng.normal(size=(rows, d))
+    x = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True) * np.sqrt(var)[:, None] + rng.normal(size=(rows, 1))
+    return x.astype(np.float32), rng.normal(1, 0.1, d).astype(np.float32), rng.normal(0, 0.1, d).astype(np.float32)
+
+
+def _reference_layernorm(x, scale, bias, eps):
+    x = x.astype(np.float64)
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps) * scale + bias
+
+
+@pytest.mark.parametrize("name, bound", [("exact", 1e-5), ("puma", 1e-5), ("secformer", 1e-3)])
+def test_layernorm_on_stated_variance_range(name, bound):
+    x, scale, bias = _layer_inputs(2.0**-6, 2.0**12)
+    err = np.abs(np.asarray(get_approx("layernorm", name)(x, scale, bias, 1e-12)) - _reference_layernorm(x, scale, bias, 1e-12))
+    assert err.max() <= bound
+
+
+def test_layernorm_secformer_degrades_outside_its_range():
+    x, scale, bias = _layer_inputs(2.0**-14, 2.0**-12, rows=4)
+    err = np.abs(np.asarray(get_approx("layernorm", "secformer")(x, scale, bias, 1e-12)) - _reference_layernorm(x, scale, bias, 1e-12))
+    assert err.max() > 1e-2  # the docstring's warning is real: below var_lo the iteration has not converged
+
+
+@pytest.mark.parametrize("lo, hi", [(16.0, 128 * 69.0**2), (0.5, 8.0), (1.0, 1.5)])
+def test_goldschmidt_div_across_and_at_edges_of_range(lo, hi):
+    den = np.concatenate([[lo, hi], np.geomspace(lo, hi, 50)]).astype(np.float32)
+    num = np.random.default_rng(0).uniform(0.1, 2.0, den.shape).astype(np.float32) * den
+    rel = np.abs(np.asarray(goldschmidt_div(num, den, lo=lo, hi=hi)) * den / num - 1)
+    assert rel.max() <= 2e-4
+
+
+def test_goldschmidt_div_outside_range():
+    lo, hi = 16.0, 1000.0
+    below = np.asarray(goldschmidt_reciprocal(np.float32([1.0]), lo=lo, hi=hi))
+    assert abs(below[0] - 1.0) > 0.1  # not converged below lo
+    beyond = np.asarray(goldschmidt_reciprocal(np.float32([2 ** 11 + 1.0]), lo=lo, hi=hi))  # y = v 2^-10 > 2
+    assert not np.isfinite(beyond[0]) or abs(beyond[0] * (2**11 + 1) - 1) > 1.0
+
+
+@pytest.mark.parametrize("lo, hi", [(2.0**-6, 2.0**12), (0.25, 4.0)])
+def test_goldschmidt_rsqrt_across_and_at_edges_of_range(lo, hi):
+    v = np.concatenate([[lo, hi], np.geomspace(lo, hi, 50)]).astype(np.float32)
+    rel = np.abs(np.asarray(goldschmidt_rsqrt(v, lo=lo, hi=hi)) * np.sqrt(v.astype(np.float64)) - 1)
+    assert rel.max() <= 2e-4
+
+
+def test_goldschmidt_rsqrt_diverges_beyond_three_times_deflation():
+    lo, hi = 0.25, 4.0  # k = 2 (even, hi 2^-k < 2); x' >= 3 diverges
+    out = np.asarray(goldschmidt_rsqrt(np.float32([13.0]), lo=lo, hi=hi))
+    assert not np.isfinite(out[0]) or abs(out[0] * math.sqrt(13.0) - 1) > 1.0
+
+
+def test_iteration_counts_follow_the_range():
+    assert iterations_for_reciprocal(16, 128 * 69**2) == 20
+    assert iterations_for_reciprocal(0.5, 8) < iterations_for_reciprocal(0.05, 8)
+    assert iterations_for_rsqrt(2.0**-6, 2.0**12) == 19
+    with pytest.raises(ValueError, match="0 < lo < hi"):
+        iterations_for_reciprocal(0, 8)
+
+
+def test_presets_and_overrides():
+    assert PRESETS["secformer"] == ApproxSet("secformer", "secformer", "secformer")
+    assert PRESETS["mpcformer"] == ApproxSet("quad", "2quad", "exact")
+    ablation = resolve_approx("secformer", softmax="2quad")
+    assert ablation == ApproxSet("secformer", "2quad", "secformer") and ablation.softmax_fn is REGISTRY["softmax"]["2quad"]
+    assert hash(ablation) == hash(ApproxSet("secformer", "2quad", "secformer"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ablation.gelu = "exact"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: resolve_approx("crypten"), "unknown approximation preset 'crypten'; choose one of: plaintext, puma, mpcformer, secformer"),
+        (lambda: resolve_approx("puma", gelu="relu"), "unknown gelu approximation 'relu'; choose one of: exact, puma, quad, secformer"),
+        (lambda: ApproxSet("exact", "sparsemax", "exact"), "unknown softmax approximation 'sparsemax'"),
+        (lambda: get_approx("attention", "exact"), "unknown operator 'attention'"),
+    ],
+)
+def test_unknown_names_are_refused_with_choices(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        call()

@@ -1,0 +1,63 @@
+"""Every registered approximation compiled by SPU and run in 3PC ABY3 (FM64) equals its plaintext self."""
+
+import numpy as np
+import pytest
+
+from secformer_jax.approx import REGISTRY, goldschmidt_div, goldschmidt_rsqrt
+from secformer_jax.inference import SPU_RUNTIME_OPTIONS
+from secformer_jax.spu_runner import Simulation, compile_program
+
+
+@pytest.fixture(scope="module")
+def aby3():
+    sim = Simulation("aby3", **SPU_RUNTIME_OPTIONS)
+    return lambda fn, *args: sim.run(compile_program(fn, *args), *args)
+
+
+GELU_BOUNDS = {"exact": 1e-3, "puma": 3e-3, "quad": 1e-4, "secformer": 5e-4}
+SOFTMAX_BOUNDS = {"exact": 5e-3, "puma": 5e-3, "2quad": 5e-5, "secformer": 5e-5}
+LAYERNORM_BOUNDS = {"exact": 2e-3, "puma": 2e-3, "secformer": 1e-3}
+
+
+@pytest.mark.parametrize("name", list(REGISTRY["gelu"]))
+def test_gelu_under_spu(aby3, name):
+    f = REGISTRY["gelu"][name]
+    x = np.linspace(-8, 8, 1001).astype(np.float32)
+    out, cost = aby3(f, x)
+    assert np.abs(out - np.asarray(f(x))).max() <= GELU_BOUNDS[name]
+    assert cost.send_bytes > 0
+
+
+@pytest.mark.parametrize("lim", [8, 60])
+@pytest.mark.parametrize("name", list(REGISTRY["softmax"]))
+def test_softmax_under_spu(aby3, name, lim):
+    f = REGISTRY["softmax"][name]
+    scores = np.random.default_rng(lim).uniform(-lim, lim, (2, 2, 8, 16)).astype(np.float32)
+    mask = np.ones((2, 1, 1, 16), np.float32)
+    mask[0, ..., 11:] = 0  # padding is a secret input too
+    out, _ = aby3(f, scores, mask)
+    assert np.abs(out - np.asarray(f(scores, mask))).max() <= SOFTMAX_BOUNDS[name]
+    assert np.all(out[0, ..., 11:] == 0)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY["layernorm"]))
+def test_layernorm_under_spu(aby3, name):
+    f = REGISTRY["layernorm"][name]
+    rng = np.random.default_rng(0)
+    var = np.geomspace(2.0**-6, 2.0**12, 32)
+    x = (rng.normal(size=(32, 64)) * np.sqrt(var)[:, None] + rng.normal(size=(32, 1))).astype(np.float32)
+    scale, bias = rng.normal(1, 0.1, 64).astype(np.float32), rng.normal(0, 0.1, 64).astype(np.float32)
+    fn = lambda x, s, b: f(x, s, b, 1e-12)
+    out, _ = aby3(fn, x, scale, bias)
+    assert np.abs(out - np.asarray(fn(x, scale, bias))).max() <= LAYERNORM_BOUNDS[name]
+
+
+def test_goldschmidt_kernels_under_spu(aby3):
+    lo, hi = 16.0, 128 * 69.0**2
+    den = np.geomspace(lo, hi, 64).astype(np.float32)
+    num = (den * np.random.default_rng(0).uniform(0.01, 1, 64)).astype(np.float32)
+    out, _ = aby3(lambda n, d: goldschmidt_div(n, d, lo=lo, hi=hi), num, den)
+    assert np.abs(out * den / num - 1).max() <= 3e-3
+    v = np.geomspace(2.0**-6, 2.0**12, 64).astype(np.float32)
+    out, _ = aby3(lambda v: goldschmidt_rsqrt(v, lo=2.0**-6, hi=2.0**12), v)
+    assert np.abs(out * np.sqrt(v) - 1).max() <= 2e-3
