@@ -1,4 +1,4 @@
-"""`secformer` command line: `secformer infer` runs one private BERT inference under SPU."""
+"""`secformer` command line: `infer` (one private BERT inference under SPU) and `bench` (the cost harness)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .approx import PRESETS, REGISTRY, resolve_approx
+from .bench.commands import add_bench_commands, run_bench
 from .spu_runner import FIELDS, PROTOCOLS
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--model", type=Path, help="Hugging Face BERT checkpoint directory (default: embedded MiniLM)")
     infer.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
     infer.add_argument("--json", type=Path, help="write the result as JSON here")
+    add_bench_commands(sub)
     return parser
 
 
@@ -103,6 +105,10 @@ def print_summary(out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "bench":
+            done = run_bench(args)
+            print(f"wrote {done['records']} records to {done['path']}; report: {done['report']}")
+            return 0
         out = infer(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"secformer: error: {e}", file=sys.stderr)

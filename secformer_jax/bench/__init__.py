@@ -1,0 +1,1 @@
+"""Cost harness: operators and whole models under SPU, modelled network time, reports."""

@@ -1,0 +1,91 @@
+"""`secformer bench ops` and `secformer bench model`: argument parsing and the runs' progress bars."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..spu_runner import PROTOCOLS
+
+
+def _csv(choices=None):
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad[0]!r}; choose from: {', '.join(choices)}")
+        return values
+
+    return parse
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",")]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def add_bench_commands(sub) -> None:
+    from .model import METHODS, MODELS
+    from .ops import MODEL_OP_SHAPES, OPS
+
+    bench = sub.add_parser("bench", help="cost harness: SecFormer vs PUMA vs MPCFormer on one SPU backend")
+    kinds = bench.add_subparsers(dest="bench_kind", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--methods", type=_csv(METHODS), default=list(METHODS), help="comma-separated: " + ",".join(METHODS))
+    common.add_argument("--protocols", type=_csv(PROTOCOLS), default=["aby3"], help="comma-separated: semi2k,cheetah,aby3")
+    common.add_argument("--field", default="fm64", choices=["fm64", "fm128"])
+    common.add_argument("--lan", default="1000,0.5", help="modelled LAN as MBIT_PER_S,RTT_MS (default 1000,0.5)")
+    common.add_argument("--wan", default="100,40", help="modelled WAN as MBIT_PER_S,RTT_MS (default 100,40)")
+    common.add_argument("--out", type=Path, default=Path("results"), help="results folder (JSON, REPORT.md, PNG)")
+    common.add_argument("--name", help="result file name (default: derived from the run)")
+
+    ops = kinds.add_parser("ops", parents=[common], help="GeLU, Softmax, LayerNorm, division, rsqrt per method and protocol")
+    ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
+    ops.add_argument("--shapes", type=_csv(MODEL_OP_SHAPES), default=list(MODEL_OP_SHAPES), help="transformer shape sets")
+    ops.add_argument("--sweep", type=_sizes, default=[], help="element counts for a size sweep, e.g. 1536,12288,98304")
+
+    model = kinds.add_parser("model", parents=[common], help="BERT end to end with a per-category breakdown")
+    model.add_argument("--model", default="bert-base", choices=list(MODELS))
+    model.add_argument("--seq-len", type=int, default=128)
+    model.add_argument("--batch", type=int, default=1)
+    model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
+
+
+def run_bench(args) -> dict:
+    from .network import parse_network
+    from .report import run_meta, save
+
+    networks = [parse_network(args.lan, "LAN"), parse_network(args.wan, "WAN")]
+    meta = run_meta(networks)
+    if args.bench_kind == "ops":
+        from .ops import MODEL_OP_SHAPES, op_records, sweep_shape
+
+        shape_sets = [(label, MODEL_OP_SHAPES[label]) for label in args.shapes]
+        shape_sets += [(f"sweep-{n}", {op: sweep_shape(op, n) for op in args.ops}) for n in args.sweep]
+        total = len(shape_sets) * len(args.ops) * len(args.methods) * len(args.protocols)
+        with tqdm(total=total, desc="bench ops", unit="run") as bar:
+            records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update)
+        name = args.name or "ops-" + "-".join(args.protocols)
+    else:
+        from .model import model_config, model_records, runs_per_method
+
+        if args.seq_len < 1 or args.batch < 1:
+            raise ValueError("--seq-len and --batch must be positive")
+        total_layers = model_config(args.model).num_hidden_layers
+        total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers)
+        with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
+            records = model_records(
+                args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field, progress=bar.update
+            )
+        name = args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols)
+    path = save(args.out, name, meta, records)
+    return {"path": str(path), "report": str(args.out / "REPORT.md"), "records": len(records)}

@@ -1,0 +1,193 @@
+"""`secformer bench model`: BERT-base/large end to end under SPU, per method and protocol, with a
+per-category breakdown and optional extrapolation from fewer layers.
+
+Categories (bytes and actions are additive, so the breakdown is exact up to "other"):
+- embedding: one-hot word lookup, token types, positions (once);
+- linear: one layer's matrix products (Q, K, V, attention scores, probabilities x V, output, FFN in/out), x layers;
+- softmax, gelu: one layer's worth, x layers; layernorm: one [L, H] LayerNorm, x (2 layers + 1);
+- other = total - the above: residual adds, head reshapes, pooler tanh, classifier, glue.
+Each category is measured by compiling that piece alone at the model's shapes, with the method's
+approximations, under the same protocol; `other` is what the full program costs beyond them.
+
+Extrapolation (`layers` < the model's): run the model with `layers` layers and with 0 layers (embeddings,
+pooler, classifier); per-layer cost = (c_layers - c_0) / layers; total = c_0 + L per-layer. Bytes and actions of
+a layer do not depend on its position, so this is exact up to SPU's per-program constants (checked against a
+full run in the committed results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import spu.libspu as libspu
+from transformers import BertConfig
+
+from ..approx import PRESETS, ApproxSet
+from ..inference import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, logits_fn
+from ..model import init_params
+from ..spu_runner import Cost, Simulation, compile_program
+from .network import Network
+from .records import cost_fields
+
+MODELS = {
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "bert-tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=1000),
+}
+METHODS = ("puma", "mpcformer", "secformer")
+CATEGORIES = ("embedding", "linear", "softmax", "gelu", "layernorm", "other")
+
+
+def model_config(model: str, layers: int | None = None) -> BertConfig:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    return BertConfig(**(MODELS[model] | ({"num_hidden_layers": layers} if layers is not None else {})), num_labels=2)
+
+
+def _inputs(config: BertConfig, batch: int, seq_len: int, seed: int):
+    """The data owner's secret inputs for random tokens (cost does not depend on their values)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, config.vocab_size, (batch, seq_len))
+    eye = np.eye(config.vocab_size, dtype=np.float32)
+    return ids, (eye[ids], np.ones((batch, seq_len), np.float32), np.eye(2, dtype=np.float32)[np.zeros_like(ids)])
+
+
+def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int):
+    """{category: (program, inputs, count per model)} measuring one piece each (see module doc)."""
+    b, l, h, i, heads = batch, seq_len, config.hidden_size, config.intermediate_size, config.num_attention_heads
+    d = h // heads
+    rng = np.random.default_rng(1)
+    f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
+    copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
+
+    def embedding(w_word, w_type, w_pos, onehot, type_onehot):
+        return jnp.einsum("blv,vd->bld", onehot, w_word) + jnp.einsum("blt,td->bld", type_onehot, w_type) + w_pos[:l][None]
+
+    def linear(w, hidden, probs, inter):
+        heads_of = lambda x: x.reshape(b, l, heads, d).transpose(0, 2, 1, 3)
+        q, k, v = (heads_of(hidden @ w[n] + w[n + "_b"]) for n in ("q", "k", "v"))
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(d)
+        context = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3).reshape(b, l, h)
+        attended = context @ w["o"] + w["o_b"]
+        return scores, attended @ w["i"] + w["i_b"], inter @ w["out"] + w["out_b"]
+
+    weights = {"q": f32(h, h), "k": f32(h, h), "v": f32(h, h), "o": f32(h, h), "i": f32(h, i), "out": f32(i, h)}
+    weights |= {n + "_b": f32(weights[n].shape[1]) for n in list(weights)}
+    n = config.num_hidden_layers
+    onehot = np.eye(config.vocab_size, dtype=np.float32)[rng.integers(0, config.vocab_size, (b, l))]
+    pieces = {
+        "embedding": (
+            embedding,
+            (f32(config.vocab_size, h), f32(2, h), f32(config.max_position_embeddings, h), onehot, np.eye(2, dtype=np.float32)[np.zeros((b, l), int)]),
+            1,
+        ),
+        "linear": (linear, (weights, f32(b, l, h), np.full((b, heads, l, l), 1.0 / l, np.float32), f32(b, l, i)), n),
+        "softmax": (approx.softmax_fn, (f32(b, heads, l, l) * 3, np.ones((b, 1, 1, l), np.float32)), n),
+        "gelu": (approx.gelu_fn, (f32(b, l, i),), n),
+        "layernorm": (
+            lambda x, s, bias: approx.layernorm_fn(x, s, bias, config.layer_norm_eps),
+            (f32(b, l, h) * 2, np.ones(h, np.float32), np.zeros(h, np.float32)),
+            2 * n + 1,
+        ),
+    }
+    return {cat: (compile_program(fn, *args, copts=copts, name=cat), args, count) for cat, (fn, args, count) in pieces.items()}
+
+
+def _scaled(cost: Cost, k: float) -> dict:
+    return {"seconds": cost.seconds * k, "send_bytes": round(cost.send_bytes * k), "send_actions": round(cost.send_actions * k)}
+
+
+def _extrapolate(c0: Cost, cn: Cost, measured: int, total: int) -> Cost:
+    """c_0 + total (c_n - c_0) / measured, field by field (per-party lists too)."""
+    lin = lambda a, b: a + total * (b - a) / measured
+    return Cost(
+        lin(c0.seconds, cn.seconds),
+        round(lin(c0.send_bytes, cn.send_bytes)), round(lin(c0.recv_bytes, cn.recv_bytes)),
+        round(lin(c0.send_actions, cn.send_actions)), round(lin(c0.recv_actions, cn.recv_actions)),
+        [round(lin(a, b)) for a, b in zip(c0.party_send_bytes, cn.party_send_bytes)],
+        [round(lin(a, b)) for a, b in zip(c0.party_send_actions, cn.party_send_actions)],
+        {},
+    )
+
+
+def plaintext_seconds(config: BertConfig, batch: int, seq_len: int, repeats: int = 5) -> float:
+    """Median wall seconds of the jax.jit-compiled plaintext model (exact nonlinearities), after warm-up."""
+    params = init_params(config, PRESETS["plaintext"])
+    ids, (_, mask, _) = _inputs(config, batch, seq_len, 0)
+    fn = jax.jit(logits_fn(config, PRESETS["plaintext"]))
+    args = (params, jnp.asarray(ids, jnp.int32), jnp.asarray(mask), jnp.zeros((batch, seq_len), jnp.int32))
+    fn(*args).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None) -> list[dict]:
+    """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext record."""
+    full = model_config(model)
+    total_layers = full.num_hidden_layers
+    measured = total_layers if layers is None else layers
+    if not 1 <= measured <= total_layers:
+        raise ValueError(f"--layers must be in [1, {total_layers}] for {model}, got {layers}")
+    if seq_len > full.max_position_embeddings:
+        raise ValueError(f"sequence length {seq_len} exceeds {full.max_position_embeddings} positions")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
+    base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field}
+    plain_s = plaintext_seconds(full, batch, seq_len)
+    records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
+    simulations = {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
+    copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
+    ids, inputs = _inputs(full, batch, seq_len, 0)
+    for method in methods:
+        approx = PRESETS[method]
+        programs = {}
+        for n in sorted({measured, 0} if measured < total_layers else {measured}):
+            config = model_config(model, n)
+            params = jax.tree_util.tree_map(np.asarray, init_params(config, PRESETS["plaintext"]))
+            fn = logits_fn(config, approx)
+            programs[n] = (compile_program(fn, params, *inputs, copts=copts, name=f"{model}_{n}"), params, fn)
+        categories = _category_programs(full, approx, batch, seq_len)
+        for protocol in protocols:
+            sim = simulations[protocol]
+            costs, error = {}, None
+            for n, (program, params, fn) in programs.items():
+                out, costs[n] = sim.run(program, params, *inputs)
+                if n == measured:
+                    plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
+                    error = float(np.max(np.abs(out - plain)))
+                if progress:
+                    progress(1)
+            total = costs[measured] if measured == total_layers else _extrapolate(costs[0], costs[measured], measured, total_layers)
+            by_category = {}
+            for cat, (program, args, count) in categories.items():
+                by_category[cat] = _scaled(sim.run(program, *args)[1], count)
+                if progress:
+                    progress(1)
+            by_category["other"] = {
+                key: total_value - sum(c[key] for c in by_category.values())
+                for key, total_value in (("seconds", total.seconds), ("send_bytes", total.send_bytes), ("send_actions", total.send_actions))
+            }
+            records.append(
+                base | {
+                    "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
+                    "extrapolated": measured < total_layers, **cost_fields(total, networks),
+                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
+                }
+            )
+    return records
+
+
+def runs_per_method(protocols, layers, total_layers) -> int:
+    """How many SPU runs `model_records` makes per method (for progress bars)."""
+    return len(protocols) * ((1 if layers in (None, total_layers) else 2) + len(CATEGORIES) - 1)

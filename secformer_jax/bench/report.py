@@ -1,0 +1,174 @@
+"""Benchmark results: JSON files in a results folder -> one Markdown report and PNG plots.
+
+Every `secformer bench` run writes `NAME.json` = {"meta": {...}, "records": [...]} into its folder and
+re-renders `REPORT.md` and the plots from all JSON files there, so several runs (per protocol, per model)
+make one report. Ratios vs PUMA are taken only between records of the same JSON file (the same run).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .model import CATEGORIES  # noqa: E402
+
+MB = 1e6
+
+
+def run_meta(networks) -> dict:
+    """Command, date, machine and commit of this run."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    import spu
+
+    return {
+        "command": "secformer " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "secformer" else " ".join(sys.argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "spu": spu.__version__ if hasattr(spu, "__version__") else "0.9.5",
+        "commit": commit,
+        "networks": [n.describe() for n in networks],
+        "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process",
+    }
+
+
+def save(out_dir: Path, name: str, meta: dict, records: list[dict]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps({"meta": meta, "records": records}, indent=1))
+    render(out_dir)
+    return path
+
+
+def load(out_dir: Path) -> list[tuple[str, dict, list[dict]]]:
+    runs = []
+    for path in sorted(out_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "records" not in data or "meta" not in data:
+            raise ValueError(f"{path} is not a benchmark result (needs 'meta' and 'records')")
+        runs.append((path.stem, data["meta"], data["records"]))
+    return runs
+
+
+def _fmt_s(x):
+    return f"{x:.2e}" if abs(x) < 0.01 else f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def model_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| model | protocol | method | layers (measured) | wall s | MB sent | send actions | LAN s | WAN s | LAN vs PUMA | bytes vs PUMA | max abs err |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    puma = {(r["model"], r["protocol"]): r for r in records if r["method"] == "puma"}
+    for r in records:
+        if r["method"] == "plaintext":
+            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} | - | - | - | - | - | - | - |")
+            continue
+        ref = puma.get((r["model"], r["protocol"]))
+        lan_ratio = f"{ref['lan_seconds'] / r['lan_seconds']:.2f}x" if ref else "-"
+        byte_ratio = f"{ref['send_bytes'] / r['send_bytes']:.2f}x" if ref else "-"
+        lines.append(
+            f"| {r['model']} | {r['protocol']} | {r['method']} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
+            f"{r['send_bytes'] / MB:,.0f} | {r['send_actions']:,} | {_fmt_s(r['lan_seconds'])} | {_fmt_s(r['wan_seconds'])} | "
+            f"{lan_ratio} | {byte_ratio} | {r['max_abs_error']:.2e} |"
+        )
+    return lines
+
+
+def category_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| model | protocol | method | " + " | ".join(f"{c} MB" for c in CATEGORIES) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in CATEGORIES) + " |",
+    ]
+    for r in records:
+        if "by_category" in r:
+            cells = " | ".join(f"{r['by_category'][c]['send_bytes'] / MB:,.0f}" for c in CATEGORIES)
+            lines.append(f"| {r['model']} | {r['protocol']} | {r['method']} | {cells} |")
+    return lines
+
+
+def op_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| op | shape | protocol | method | wall s | MB sent | send actions | LAN ms | WAN s | max err |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['protocol']} | {r['method']} | {_fmt_s(r['seconds'])} | "
+            f"{r['send_bytes'] / MB:,.2f} | {r['send_actions']:,} | {r['lan_seconds'] * 1e3:,.1f} | {_fmt_s(r['wan_seconds'])} | "
+            f"{r['max_abs_error']:.1e} ({r['error_kind'][:3]}) |"
+        )
+    return lines
+
+
+def _plot_models(records, path):
+    spu = [r for r in records if "by_category" in r]
+    groups = sorted({(r["model"], r["protocol"]) for r in spu})
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
+    for ax, (model, protocol) in zip(axes[0], groups):
+        rows = [r for r in spu if (r["model"], r["protocol"]) == (model, protocol)]
+        bottom = [0.0] * len(rows)
+        for cat in CATEGORIES:
+            vals = [max(r["by_category"][cat]["send_bytes"], 0) / 1e9 for r in rows]
+            ax.bar([r["method"] for r in rows], vals, bottom=bottom, label=cat)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_title(f"{model}, {protocol}")
+        ax.set_ylabel("GB sent (all parties)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_ops(records, path, x_key="send_bytes", ylabel="MB sent (all parties)"):
+    ops = sorted({r["op"] for r in records})
+    fig, axes = plt.subplots(1, len(ops), figsize=(3.6 * len(ops), 3.6), squeeze=False)
+    for ax, op in zip(axes[0], ops):
+        rows = [r for r in records if r["op"] == op]
+        for (method, protocol) in sorted({(r["method"], r["protocol"]) for r in rows}):
+            pts = sorted((r["elements"], r[x_key] / MB) for r in rows if (r["method"], r["protocol"]) == (method, protocol))
+            ax.loglog(*zip(*pts), marker="o", label=f"{method}/{protocol}")
+        ax.set_title(op)
+        ax.set_xlabel("elements")
+        ax.set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(out_dir: Path) -> Path:
+    """Rewrite REPORT.md (and the PNG plots) from every JSON result in `out_dir`."""
+    lines = ["# Benchmark results", "", "Generated by `secformer bench` from the JSON files in this folder; each section is one run.", ""]
+    for name, meta, records in load(out_dir):
+        lines += [f"## {name}", "", f"- command: `{meta['command']}`", f"- date: {meta['date']}", f"- machine: {meta['machine']}",
+                  f"- commit: {meta['commit']}, SPU {meta['spu']}", f"- networks (modelled): {'; '.join(meta['networks'])}",
+                  f"- {meta['cost_note']}", ""]
+        models = [r for r in records if r["kind"] == "model"]
+        ops = [r for r in records if r["kind"] == "op"]
+        if models:
+            lines += model_table(models) + ["", "Per category (MB sent, all parties):", ""] + category_table(models) + [""]
+            _plot_models(models, out_dir / f"{name}.png")
+            lines += [f"![{name}]({name}.png)", ""]
+        if ops:
+            lines += op_table(ops) + [""]
+            if len({r["elements"] for r in ops}) > 1:
+                _plot_ops(ops, out_dir / f"{name}.png")
+                lines += [f"![{name}]({name}.png)", ""]
+    path = out_dir / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
