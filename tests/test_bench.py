@@ -1,0 +1,119 @@
+"""The cost harness on small shapes: complete, consistent records; exact layer extrapolation; clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from secformer_jax.bench.model import CATEGORIES, model_records
+from secformer_jax.bench.network import LAN, WAN, Network, parse_network
+from secformer_jax.bench.ops import OPS, op_records
+from secformer_jax.bench.report import load, render, save
+from secformer_jax.cli import main
+
+SMALL = {"gelu": (64,), "softmax": (2, 8, 8), "layernorm": (4, 16), "div": (2, 8, 8), "rsqrt": (4, 1)}
+METHODS = ["puma", "mpcformer", "secformer"]
+
+
+@pytest.fixture(scope="module")
+def op_recs():
+    return op_records(list(OPS), METHODS, ["semi2k"], [("small", SMALL)], [LAN, WAN])
+
+
+@pytest.fixture(scope="module")
+def tiny_model_recs():
+    return model_records("bert-tiny", METHODS, ["semi2k"], 8, 1, 1, [LAN, WAN])
+
+
+def test_op_records_are_complete(op_recs):
+    assert len(op_recs) == len(OPS) * len(METHODS)
+    for r in op_recs:
+        for field in ("op", "method", "protocol", "shape", "seconds", "send_bytes", "send_actions", "lan_seconds", "wan_seconds", "max_abs_error"):
+            assert field in r
+        assert r["send_bytes"] > 0 and r["send_actions"] > 0  # every op here computes on secrets
+        assert r["wan_seconds"] > r["lan_seconds"] > 0 and np.isfinite(r["max_abs_error"])
+
+
+def test_op_errors_reflect_the_methods(op_recs):
+    err = {(r["op"], r["method"]): r["max_abs_error"] for r in op_recs}
+    assert err[("gelu", "puma")] < 0.03 and err[("gelu", "secformer")] < 0.07
+    assert err[("gelu", "mpcformer")] > 1.0  # Quad is not an approximation of GeLU
+    assert err[("rsqrt", "secformer")] < 3e-3 and err[("div", "secformer")] < 1e-2
+
+
+def test_model_categories_and_totals(tiny_model_recs):
+    plain = [r for r in tiny_model_recs if r["method"] == "plaintext"]
+    assert len(plain) == 1 and plain[0]["seconds"] > 0
+    for r in (r for r in tiny_model_recs if r["method"] != "plaintext"):
+        cats = r["by_category"]
+        assert set(cats) == set(CATEGORIES)
+        assert sum(c["send_bytes"] for c in cats.values()) == r["send_bytes"]
+        assert sum(c["send_actions"] for c in cats.values()) == r["send_actions"]
+        measured = {k: v for k, v in cats.items() if k != "other"}
+        assert all(c["send_bytes"] > 0 for c in measured.values())
+        # the measured pieces account for almost everything: "other" is glue, not a hidden category
+        assert 0 <= cats["other"]["send_bytes"] < 0.25 * r["send_bytes"]
+        assert r["extrapolated"] and r["measured_layers"] == 1 and r["layers"] == 2
+        assert r["max_abs_error"] < 0.05
+
+
+def test_extrapolated_bytes_match_a_full_run(tiny_model_recs):
+    full = model_records("bert-tiny", METHODS, ["semi2k"], 8, 1, None, [LAN])
+    extrapolated = {r["method"]: r for r in tiny_model_recs if r["method"] != "plaintext"}
+    for r in (r for r in full if r["method"] != "plaintext"):
+        assert not r["extrapolated"]
+        assert abs(extrapolated[r["method"]]["send_bytes"] - r["send_bytes"]) <= 0.02 * r["send_bytes"]
+        assert abs(extrapolated[r["method"]]["send_actions"] - r["send_actions"]) <= 0.02 * r["send_actions"]
+
+
+def test_network_model():
+    net = Network("test", 8e6, 0.02)  # 1 MB/s, 10 ms one way
+    assert net.seconds([1_000_000, 500_000], [10, 100]) == pytest.approx(max(1.0 + 0.1, 0.5 + 1.0))
+    assert parse_network("1000,0.5", "LAN") == LAN
+    with pytest.raises(ValueError, match="MBIT_PER_S,RTT_MS"):
+        parse_network("fast", "LAN")
+    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+        parse_network("0,1", "LAN")
+
+
+def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs):
+    meta = {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [LAN.describe()], "cost_note": "n"}
+    save(tmp_path, "ops", meta, op_recs)
+    save(tmp_path, "model", meta, tiny_model_recs)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| gelu | 64 | semi2k | puma |" in report and "| bert-tiny | semi2k | secformer |" in report
+    assert (tmp_path / "model.png").stat().st_size > 1000
+    assert [name for name, _, _ in load(tmp_path)] == ["model", "ops"]
+    (tmp_path / "junk.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="not a benchmark result"):
+        render(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "ops", "--methods", "crypten"], "unknown 'crypten'"),
+        (["bench", "ops", "--protocols", "aby3,spdz"], "unknown 'spdz'"),
+        (["bench", "ops", "--ops", "tanh"], "unknown 'tanh'"),
+        (["bench", "ops", "--sweep", "10,x"], "comma-separated integers"),
+        (["bench", "model", "--model", "gpt2"], "invalid choice: 'gpt2'"),
+    ],
+)
+def test_bench_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "model", "--model", "bert-tiny", "--layers", "0"], "--layers must be in [1, 2]"),
+        (["bench", "model", "--model", "bert-tiny", "--seq-len", "1000"], "exceeds 512 positions"),
+        (["bench", "ops", "--ops", "softmax", "--sweep", "100"], "not a multiple of softmax's row width 128"),
+        (["bench", "ops", "--lan", "fast"], "MBIT_PER_S,RTT_MS"),
+    ],
+)
+def test_bench_bad_values_give_clear_errors(tmp_path, argv, message, capsys):
+    assert main(argv + ["--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
