@@ -57,8 +57,13 @@ def test_model_categories_and_totals(tiny_model_recs):
         assert r["max_abs_error"] < 0.05
 
 
-def test_extrapolated_bytes_match_a_full_run(tiny_model_recs):
-    full = model_records("bert-tiny", METHODS, ["semi2k"], 8, 1, None, [LAN])
+@pytest.fixture(scope="module")
+def tiny_full_recs():
+    return model_records("bert-tiny", METHODS, ["semi2k"], 8, 1, None, [LAN, WAN])
+
+
+def test_extrapolated_bytes_match_a_full_run(tiny_model_recs, tiny_full_recs):
+    full = tiny_full_recs
     extrapolated = {r["method"]: r for r in tiny_model_recs if r["method"] != "plaintext"}
     for r in (r for r in full if r["method"] != "plaintext"):
         assert not r["extrapolated"]
@@ -76,14 +81,16 @@ def test_network_model():
         parse_network("0,1", "LAN")
 
 
-def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs):
+def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs, tiny_full_recs):
     meta = {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [LAN.describe()], "cost_note": "n"}
     save(tmp_path, "ops", meta, op_recs)
     save(tmp_path, "model", meta, tiny_model_recs)
+    save(tmp_path, "model-full", meta, tiny_full_recs)
     report = (tmp_path / "REPORT.md").read_text()
+    assert "## Extrapolation check" in report and "| bert-tiny | semi2k | puma | 1 -> 2 |" in report
     assert "| gelu | 64 | semi2k | puma |" in report and "| bert-tiny | semi2k | secformer |" in report
     assert (tmp_path / "model.png").stat().st_size > 1000
-    assert [name for name, _, _ in load(tmp_path)] == ["model", "ops"]
+    assert [name for name, _, _ in load(tmp_path)] == ["model-full", "model", "ops"]  # sorted by file name
     (tmp_path / "junk.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="not a benchmark result"):
         render(tmp_path)
