@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from secformer_jax.approx import PRESETS, REGISTRY, ApproxSet, get_approx, goldschmidt_div, goldschmidt_reciprocal, goldschmidt_rsqrt, resolve_approx
+from secformer_jax.approx import PRESETS, REGISTRY, ApproxSet, get_approx, goldschmidt_div, goldschmidt_reciprocal, goldschmidt_rsqrt, plan_div, plan_rsqrt, resolve_approx
 from secformer_jax.approx.gelu import erf_fourier
-from secformer_jax.approx.kernels import iterations_for_reciprocal, iterations_for_rsqrt
+from secformer_jax.approx.kernels import mul_pow2
 
 X = np.linspace(-8, 8, 4001).astype(np.float32)
 GELU = np.asarray(jax.nn.gelu(X.astype(np.float64), approximate=False))
@@ -107,7 +107,7 @@ def _reference_layernorm(x, scale, bias, eps):
 
 @pytest.mark.parametrize("name, bound", [("exact", 1e-5), ("puma", 1e-5), ("secformer", 1e-3)])
 def test_layernorm_on_stated_variance_range(name, bound):
-    x, scale, bias = _layer_inputs(2.0**-6, 2.0**12)
+    x, scale, bias = _layer_inputs(2.0**-10, 2.0**12)
     err = np.abs(np.asarray(get_approx("layernorm", name)(x, scale, bias, 1e-12)) - _reference_layernorm(x, scale, bias, 1e-12))
     assert err.max() <= bound
 
@@ -122,37 +122,50 @@ def test_layernorm_secformer_degrades_outside_its_range():
 def test_goldschmidt_div_across_and_at_edges_of_range(lo, hi):
     den = np.concatenate([[lo, hi], np.geomspace(lo, hi, 50)]).astype(np.float32)
     num = np.random.default_rng(0).uniform(0.1, 2.0, den.shape).astype(np.float32) * den
-    rel = np.abs(np.asarray(goldschmidt_div(num, den, lo=lo, hi=hi)) * den / num - 1)
-    assert rel.max() <= 2e-4
+    plan = plan_div(lo, hi)
+    rel = np.abs(np.asarray(goldschmidt_div(num, den, iters=plan.iters, log2_bound=plan.log2_bound)) * den / num - 1)
+    assert rel.max() <= 2e-4 and plan.max_rel_error <= 1e-4
 
 
 def test_goldschmidt_div_outside_range():
-    lo, hi = 16.0, 1000.0
-    below = np.asarray(goldschmidt_reciprocal(np.float32([1.0]), lo=lo, hi=hi))
+    plan = plan_div(16.0, 1000.0)  # k = 10
+    below = np.asarray(goldschmidt_reciprocal(np.float32([1.0]), iters=plan.iters, log2_bound=plan.log2_bound))
     assert abs(below[0] - 1.0) > 0.1  # not converged below lo
-    beyond = np.asarray(goldschmidt_reciprocal(np.float32([2 ** 11 + 1.0]), lo=lo, hi=hi))  # y = v 2^-10 > 2
+    beyond = np.asarray(goldschmidt_reciprocal(np.float32([2 ** 11 + 1.0]), iters=plan.iters, log2_bound=plan.log2_bound))  # y > 2
     assert not np.isfinite(beyond[0]) or abs(beyond[0] * (2**11 + 1) - 1) > 1.0
 
 
-@pytest.mark.parametrize("lo, hi", [(2.0**-6, 2.0**12), (0.25, 4.0)])
+@pytest.mark.parametrize("lo, hi", [(2.0**-10, 2.0**12), (0.25, 4.0)])
 def test_goldschmidt_rsqrt_across_and_at_edges_of_range(lo, hi):
     v = np.concatenate([[lo, hi], np.geomspace(lo, hi, 50)]).astype(np.float32)
-    rel = np.abs(np.asarray(goldschmidt_rsqrt(v, lo=lo, hi=hi)) * np.sqrt(v.astype(np.float64)) - 1)
+    plan = plan_rsqrt(lo, hi)
+    rel = np.abs(np.asarray(goldschmidt_rsqrt(v, iters=plan.iters, log2_bound=plan.log2_bound)) * np.sqrt(v.astype(np.float64)) - 1)
     assert rel.max() <= 2e-4
 
 
 def test_goldschmidt_rsqrt_diverges_beyond_three_times_deflation():
-    lo, hi = 0.25, 4.0  # k = 2 (even, hi 2^-k < 2); x' >= 3 diverges
-    out = np.asarray(goldschmidt_rsqrt(np.float32([13.0]), lo=lo, hi=hi))
+    plan = plan_rsqrt(0.25, 4.0)  # k = 2: x 2^-k >= 3 diverges
+    assert plan.log2_bound == 2
+    out = np.asarray(goldschmidt_rsqrt(np.float32([13.0]), iters=plan.iters, log2_bound=plan.log2_bound))
     assert not np.isfinite(out[0]) or abs(out[0] * math.sqrt(13.0) - 1) > 1.0
 
 
 def test_iteration_counts_follow_the_range():
-    assert iterations_for_reciprocal(16, 128 * 69**2) == 20
-    assert iterations_for_reciprocal(0.5, 8) < iterations_for_reciprocal(0.05, 8)
-    assert iterations_for_rsqrt(2.0**-6, 2.0**12) == 19
-    with pytest.raises(ValueError, match="0 < lo < hi"):
-        iterations_for_reciprocal(0, 8)
+    assert plan_div(16, 2.0**21) == (21, 21, pytest.approx((1 - 2.0**-17) ** 2**21))
+    assert plan_div(0.5, 8).iters == 8
+    assert plan_div(0.5, 8).iters < plan_div(0.05, 8).iters
+    assert plan_rsqrt(2.0**-10, 2.0**12)[:2] == (22, 12)
+    assert plan_rsqrt(0.25, 4.0)[:2] == (7, 2)
+    with pytest.raises(ValueError, match="0 < lo <= hi"):
+        plan_div(0, 8)
+    with pytest.raises(ValueError, match="even log2_bound"):
+        goldschmidt_rsqrt(np.float32([1.0]), iters=3, log2_bound=3)
+
+
+def test_mul_pow2_splits_large_shifts_exactly():
+    x = np.float32([3.0, -5.5])
+    np.testing.assert_array_equal(np.asarray(mul_pow2(x, -40)), x * np.float32(2.0**-40))
+    np.testing.assert_array_equal(np.asarray(mul_pow2(x, 0)), x)
 
 
 def test_presets_and_overrides():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from secformer_jax.approx import REGISTRY, goldschmidt_div, goldschmidt_rsqrt
+from secformer_jax.approx import REGISTRY, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt
 from secformer_jax.inference import SPU_RUNTIME_OPTIONS
 from secformer_jax.spu_runner import Simulation, compile_program
 
@@ -16,7 +16,7 @@ def aby3():
 
 GELU_BOUNDS = {"exact": 1e-3, "puma": 3e-3, "quad": 1e-4, "secformer": 5e-4}
 SOFTMAX_BOUNDS = {"exact": 5e-3, "puma": 5e-3, "2quad": 5e-5, "secformer": 5e-5}
-LAYERNORM_BOUNDS = {"exact": 2e-3, "puma": 2e-3, "secformer": 1e-3}
+LAYERNORM_BOUNDS = {"exact": 2e-3, "puma": 2e-3, "secformer": 1e-3}  # row variances in [2^-6, 2^12]
 
 
 @pytest.mark.parametrize("name", list(REGISTRY["gelu"]))
@@ -44,20 +44,27 @@ def test_softmax_under_spu(aby3, name, lim):
 def test_layernorm_under_spu(aby3, name):
     f = REGISTRY["layernorm"][name]
     rng = np.random.default_rng(0)
-    var = np.geomspace(2.0**-6, 2.0**12, 32)
-    x = (rng.normal(size=(32, 64)) * np.sqrt(var)[:, None] + rng.normal(size=(32, 1))).astype(np.float32)
-    scale, bias = rng.normal(1, 0.1, 64).astype(np.float32), rng.normal(0, 0.1, 64).astype(np.float32)
+    var = np.geomspace(2.0**-10, 2.0**12, 32)
+    x = rng.normal(size=(32, 384))
+    x = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True) * np.sqrt(var)[:, None] + 3 * rng.normal(size=(32, 1))
+    x = x.astype(np.float32)
+    scale, bias = rng.normal(1, 0.1, 384).astype(np.float32), rng.normal(0, 0.1, 384).astype(np.float32)
     fn = lambda x, s, b: f(x, s, b, 1e-12)
     out, _ = aby3(fn, x, scale, bias)
-    assert np.abs(out - np.asarray(fn(x, scale, bias))).max() <= LAYERNORM_BOUNDS[name]
+    err = np.abs(out - np.asarray(fn(x, scale, bias)))
+    assert err.max() <= 1e-2  # rows of variance ~2^-10: the variance itself has ~8 significant bits
+    assert err[var >= 2.0**-6].max() <= LAYERNORM_BOUNDS[name]
 
 
 def test_goldschmidt_kernels_under_spu(aby3):
-    lo, hi = 16.0, 128 * 69.0**2
+    lo, hi = 16.0, 2.0**21
     den = np.geomspace(lo, hi, 64).astype(np.float32)
     num = (den * np.random.default_rng(0).uniform(0.01, 1, 64)).astype(np.float32)
-    out, _ = aby3(lambda n, d: goldschmidt_div(n, d, lo=lo, hi=hi), num, den)
-    assert np.abs(out * den / num - 1).max() <= 3e-3
-    v = np.geomspace(2.0**-6, 2.0**12, 64).astype(np.float32)
-    out, _ = aby3(lambda v: goldschmidt_rsqrt(v, lo=2.0**-6, hi=2.0**12), v)
-    assert np.abs(out * np.sqrt(v) - 1).max() <= 2e-3
+    plan = plan_div(lo, hi)
+    out, _ = aby3(lambda n, d: goldschmidt_div(n, d, iters=plan.iters, log2_bound=plan.log2_bound), num, den)
+    assert np.abs(out * den / num - 1).max() <= 5e-4
+    v = np.geomspace(2.0**-10, 2.0**12, 64).astype(np.float32)
+    plan = plan_rsqrt(2.0**-10, 2.0**12)
+    out, _ = aby3(lambda v: goldschmidt_rsqrt(v, iters=plan.iters, log2_bound=plan.log2_bound), v)
+    rel = np.abs(out * np.sqrt(v) - 1)
+    assert rel.max() <= 3e-3 and rel[v >= 2.0**-6].max() <= 5e-4

@@ -1,132 +1,132 @@
-"""Goldschmidt iterations for division and inverse square root, deflated by public powers of two.
+"""Goldschmidt division and inverse square root on public power-of-two bounds, and fixed-point helpers.
 
-Fixed-point facts these kernels are built around (SPU FM64: f = 18 fractional bits):
-- multiplying by a public 2^-j (j <= f) costs one truncation and is exact up to it, while a constant 1/B
-  with B not a power of two is encoded with relative error up to 2^-f B;
-- a secret below ~2^-12 keeps only a few significant bits. So a deflated input y = v 2^-k is never stored
-  as such: the iteration carries Y = v 2^-(k - s) (`s` headroom bits keep the smallest input's value near
-  2^-4) and forms y = Y 2^-s only inside the multiplier m, where an absolute error of 2^-f is harmless.
-
-The iteration counts come from public bounds [lo, hi] on the input: `iterations_for_*` runs the same
-recurrence in float64 at both ends of the range and returns the smallest count that meets `tol`.
+Fixed point (SPU FM64: f = 18 fractional bits, about 45 integer bits) shapes these kernels:
+- a public constant c is encoded as round(c 2^f) 2^-f, so 1/B for B not a power of two carries a relative
+  error up to 2^-(f+1) / c (1/768: 1.0e-3), while 2^-j for j <= f is exact and x 2^-j costs one truncation;
+- a secret v keeps about log2(v) + f significant bits, so a deflated value v 2^-k below ~2^-12 keeps few.
+The Goldschmidt kernels therefore never store the deflated value: they carry z = v m_1 ... m_i (the input
+times the multipliers so far, kept at full relative precision; it tends to 2^k) and form the deflated
+y = z 2^-k only inside the next multiplier m, where an absolute error of 2^-f merely perturbs the
+convergence path: the result is r = m_1 ... m_n and z = v r (division) or z = v r^2 (rsqrt) holds whatever
+the m_i are, so rounding in m costs nothing and each step adds one truncation (relative 2^-f) to r.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax.numpy as jnp
-import numpy as np
 
-MAX_ITERS = 40
-_HEADROOM_TARGET = -4  # log2 of the smallest carried value Y
-
-
-def _pow2(x, exponent: int):
-    """x * 2^exponent as multiplications by public powers of two of at most 2^-8 each (encodable at f = 18)."""
-    while exponent < -8:
-        x, exponent = x * 2.0**-8, exponent + 8
-    return x * 2.0**exponent
+MAX_SHIFT = 16  # bits shifted by one multiplication: 2^-16 is exactly encodable for any f >= 16
+MAX_ITERS = 64
 
 
-def _deflation(lo: float, hi: float, span: float, even: bool = False) -> tuple[int, int]:
-    """(k, s): hi * 2^-k < span, and s >= 0 headroom bits so that lo * 2^-(k - s) >= 2^-4."""
-    if not 0 < lo < hi:
-        raise ValueError(f"need public bounds 0 < lo < hi, got lo={lo}, hi={hi}")
-    k = max(0, math.floor(math.log2(hi / span)) + 1)
-    if even:
-        k += k % 2
-    s = max(0, _HEADROOM_TARGET - math.floor(math.log2(lo)) + k)
-    s = min(s, k)  # never carry more than the undeflated value
-    if even:
-        s -= s % 2
-    return k, s
+def mul_pow2(x, exponent: int):
+    """x 2^exponent for a static int exponent, as multiplications by public powers of two of at least
+    2^-MAX_SHIFT (a smaller constant would encode as 0 at f = 18). Exact in float32; under SPU each
+    multiplication truncates (absolute error 2^-f)."""
+    while exponent < -MAX_SHIFT:
+        x = x * 2.0**-MAX_SHIFT
+        exponent += MAX_SHIFT
+    return x * 2.0**exponent if exponent else x
 
 
-def _div_steps(y: np.ndarray, iters: int) -> np.ndarray:
-    r = np.ones_like(y)
-    for _ in range(iters):
-        m = 2.0 - y
-        r, y = r * m, y * m
-    return r
+class Plan(NamedTuple):
+    """Static Goldschmidt parameters for a public input range, and the error they give in exact arithmetic."""
+
+    iters: int
+    log2_bound: int
+    max_rel_error: float
 
 
-def _rsqrt_steps(x: np.ndarray, iters: int) -> np.ndarray:
-    r = np.ones_like(x)
-    for _ in range(iters):
-        m = 1.5 - 0.5 * x
-        r, x = r * m, x * m * m
-    return r
+def _check_range(lo: float, hi: float) -> None:
+    if not 0 < lo <= hi:
+        raise ValueError(f"need public bounds 0 < lo <= hi, got lo={lo}, hi={hi}")
 
 
-def iterations_for_reciprocal(lo: float, hi: float, tol: float = 1e-4) -> int:
-    """Goldschmidt division iterations so that 1/v has relative error <= tol on [lo, hi] (float64)."""
-    k, _ = _deflation(lo, hi, span=1.0)
-    y = np.array([lo, hi]) * 2.0**-k
+def plan_div(lo: float, hi: float, tol: float = 1e-4) -> Plan:
+    """Parameters of `goldschmidt_div` for a denominator in [lo, hi]: k = ceil(log2 hi), so the deflated
+    y = v 2^-k lies in [lo 2^-k, 1], and the fewest iterations n with (1 - lo 2^-k)^(2^n) <= tol (the
+    error at the upper end, |1 - y| < 1/2, is smaller). Roughly n = log2(hi / lo) + log2(ln(1 / tol)):
+    e.g. [16, 2^21] needs 21 iterations for tol = 1e-4, [0.5, 8] needs 8."""
+    _check_range(lo, hi)
+    k = math.ceil(math.log2(hi))
+    e = 1.0 - lo * 2.0**-k
     for n in range(1, MAX_ITERS + 1):
-        if np.max(np.abs(_div_steps(y, n) * y - 1.0)) <= tol:
-            return n
-    raise ValueError(f"[{lo}, {hi}] needs more than {MAX_ITERS} Goldschmidt iterations")
+        if e ** (2**n) <= tol:
+            return Plan(n, k, e ** (2**n))
+    raise ValueError(f"[{lo}, {hi}] needs more than {MAX_ITERS} Goldschmidt division iterations")
 
 
-def iterations_for_rsqrt(lo: float, hi: float, tol: float = 1e-4) -> int:
-    """Goldschmidt rsqrt iterations so that 1/sqrt(v) has relative error <= tol on [lo, hi] (float64)."""
-    k, _ = _deflation(lo, hi, span=2.0, even=True)
-    x = np.array([lo, hi]) * 2.0**-k
+def plan_rsqrt(lo: float, hi: float, tol: float = 1e-4) -> Plan:
+    """Parameters of `goldschmidt_rsqrt` for an input in [lo, hi]: the smallest even k with hi 2^-k <= 1,
+    and the fewest iterations n after which both ends of [lo 2^-k, hi 2^-k] are within relative error
+    tol (the recurrence x <- x (3 - x)^2 / 4 is increasing on (0, 1), so the ends bound the range).
+    A small deflated x grows by 9/4 per iteration until it nears 1, then the error squares:
+    e.g. [2^-10, 2^12] needs 22 iterations for tol = 1e-4, [0.25, 4] needs 7."""
+    _check_range(lo, hi)
+    k = 2 * math.ceil(math.log2(hi) / 2)
+    ends = [lo * 2.0**-k, hi * 2.0**-k]
     for n in range(1, MAX_ITERS + 1):
-        if np.max(np.abs(_rsqrt_steps(x, n) * np.sqrt(x) - 1.0)) <= tol:
-            return n
+        ends = [x * (3.0 - x) ** 2 / 4.0 for x in ends]
+        err = max(abs(1.0 - math.sqrt(x)) for x in ends)
+        if err <= tol:
+            return Plan(n, k, err)
     raise ValueError(f"[{lo}, {hi}] needs more than {MAX_ITERS} Goldschmidt rsqrt iterations")
 
 
-def _scaled_reciprocal(v, lo: float, hi: float, tol: float):
-    """(r, k) with r ~ 2^k / v: the Goldschmidt iteration on y = v 2^-k, before the final deflation."""
-    k, s = _deflation(lo, hi, span=1.0)
-    n = iterations_for_reciprocal(lo, hi, tol)
-    big_y = _pow2(v, s - k)
-    r = jnp.ones_like(v)
-    for _ in range(n):
-        m = 2.0 - _pow2(big_y, -s)
-        r, big_y = r * m, big_y * m
-    return r, k
+def _scaled_reciprocal(den, iters: int, log2_bound: int):
+    """r ~ 2^k / den by Goldschmidt on y = den 2^-k: m = 2 - y, r = r m, y = y m (with z = y 2^k carried)."""
+    z, r = den, None
+    for _ in range(iters):
+        m = 2.0 - mul_pow2(z, -log2_bound)
+        r = m if r is None else r * m
+        z = z * m
+    return r
 
 
-def goldschmidt_div(num, den, *, lo: float, hi: float, tol: float = 1e-4):
-    """num / den for a secret den in the public range [lo, hi] (Π_Div).
+def goldschmidt_div(num, den, *, iters: int, log2_bound: int):
+    """num / den for a secret den with 0 < den < 2^(k+1), k = log2_bound (Π_Div).
 
-    Deflate: y = den 2^-k in (0, 1) (k from hi). Repeat {m = 2 - y; r = r m; y = y m}: y_n = 1 - (1 - y)^(2^n),
-    so r_n -> 1/y with relative error (1 - y)^(2^n); n is the smallest count meeting `tol` at y = lo 2^-k
-    (`iterations_for_reciprocal`; e.g. [16, 609408] needs 20, [0.5, 8] needs 9). Then
-    num / den = (num r) 2^-k: the numerator is multiplied in before the deflation is undone, so a quotient
-    that is representable keeps its precision even when 1/den alone would underflow the fixed point.
-    Below lo the error grows; den >= 2^(k+1) diverges.
-    Fixed point (f = 18): y is carried as Y = y 2^s so its relative precision stays ~2^-14 (module doc);
-    measured under SPU ABY3 FM64: relative error < 3e-3 for den on [lo, hi] (tests/test_approx_spu.py).
+    Math: y_0 = den 2^-k; repeat n times {m = 2 - y; r = r m; y = y m}. Then y_n = 1 - (1 - y_0)^(2^n) and
+    r_n = y_n / y_0, so r_n 2^-k = (1 / den) (1 - e) with relative error e = (1 - y_0)^(2^n): quadratic
+    convergence near y_0 = 1, slow (e ~ exp(-y_0 2^n)) for small y_0, divergence for y_0 >= 2.
+    `plan_div(lo, hi, tol)` gives (n, k) for a public range [lo, hi] to a tolerance.
+    Result: (num r_n) 2^-k. The numerator is multiplied in before the deflation is undone: r_n ~ 2^k / den
+    is well represented, while 1/den alone underflows the fixed point for a large den (at f = 18, 1/40000
+    is 6.6 units of 2^-18). So the quotient keeps relative precision; num / den must stay below
+    2^(45 - k) (the FM64 integer range of num r_n).
+    Measured (plan_div(16, 2^21): n = 21, k = 21, planned error 1.1e-7), relative error of num / den for
+    2001 den on [16, 2^21]: 4.8e-7 in float32 and 1.9e-4 under SPU ABY3 FM64 (tests assert 2e-4 and 5e-4).
     """
-    r, k = _scaled_reciprocal(den, lo, hi, tol)
-    return _pow2(num * r, -k)
+    return mul_pow2(num * _scaled_reciprocal(den, iters, log2_bound), -log2_bound)
 
 
-def goldschmidt_reciprocal(v, *, lo: float, hi: float, tol: float = 1e-4):
-    """1/v for v in [lo, hi]: `goldschmidt_div(1, v)`. 1/v must itself be representable (> 2^-f)."""
-    return goldschmidt_div(jnp.ones_like(v), v, lo=lo, hi=hi, tol=tol)
+def goldschmidt_reciprocal(den, *, iters: int, log2_bound: int):
+    """1 / den by `goldschmidt_div`'s iteration (same range, convergence and error, relative), for
+    1 / den above the fixed-point resolution: prefer `goldschmidt_div(num, den)` for a quotient."""
+    return mul_pow2(_scaled_reciprocal(den, iters, log2_bound), -log2_bound)
 
 
-def goldschmidt_rsqrt(v, *, lo: float, hi: float, tol: float = 1e-4):
-    """1/sqrt(v) for a secret v in the public range [lo, hi] (Π_LayerNorm's core).
+def goldschmidt_rsqrt(x, *, iters: int, log2_bound: int):
+    """1 / sqrt(x) for a secret x with 0 < x < 3 2^k, k = log2_bound even (Π_LayerNorm's core).
 
-    Deflate: x = v 2^-k in (0, 2) with k even (from hi). Repeat {m = (3 - x)/2; x = x m^2; r = r m}:
-    r -> 1/sqrt(x), converging quadratically near 1, while a small x grows by about 2.25 per iteration;
-    n is the smallest count meeting `tol` at both ends (`iterations_for_rsqrt`; e.g. [2^-6, 2^12] needs 19).
-    Then 1/sqrt(v) = r 2^-(k/2). The iteration diverges for x >= 3 (v >= 3 2^k).
-    Fixed point: x is carried as X = x 2^s (s even) as in `goldschmidt_reciprocal`; measured relative
-    error under SPU ABY3 FM64 on [lo, hi]: < 2e-3 (tests/test_approx_spu.py).
+    Math: x_0 = x 2^-k; r = 1; repeat n times {m = (3 - x)/2; x = x m^2; r = r m}. Then x_n = x_0 r_n^2,
+    so r_n = sqrt(x_n) / sqrt(x_0) and the relative error is 1 - sqrt(x_n). With x = 1 - e,
+    e <- e^2 (3 + e) / 4 (quadratic near 1); a small x_0 grows by 9/4 per iteration, so n ~
+    log_{9/4}(1 / x_0) + 4; x_0 >= 3 diverges. `plan_rsqrt(lo, hi, tol)` gives (n, k) for a range.
+    Result: r_n 2^-(k/2) (exact: k is even).
+    Measured (plan_rsqrt(2^-10, 2^12): n = 22, k = 12, planned error 1.3e-5), relative error for 2001 x on
+    [2^-10, 2^12]: 1.3e-5 in float32 and 2.3e-3 under SPU ABY3 FM64, where it is the input's own precision:
+    x = 2^-10 has 8 significant bits; 2.4e-4 for x >= 2^-6 (tests assert 2e-4 in float32; under SPU 3e-3,
+    and 5e-4 for x >= 2^-6).
     """
-    k, s = _deflation(lo, hi, span=2.0, even=True)
-    n = iterations_for_rsqrt(lo, hi, tol)
-    big_x = _pow2(v, s - k)
-    r = jnp.ones_like(v)
-    for _ in range(n):
-        m = 1.5 - 0.5 * _pow2(big_x, -s)
-        r, big_x = r * m, big_x * m * m
-    return _pow2(r, -(k // 2))
+    if log2_bound % 2:
+        raise ValueError(f"goldschmidt_rsqrt needs an even log2_bound, got {log2_bound}")
+    z, r = x, None
+    for _ in range(iters):
+        m = 1.5 - mul_pow2(z, -log2_bound - 1)
+        r = m if r is None else r * m
+        z = z * (m * m)
+    return mul_pow2(r, -(log2_bound // 2))

@@ -1,38 +1,70 @@
-"""LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * scale + bias, and MPC-friendly variants."""
+"""LayerNorm over the last axis, (x - mean) / sqrt(var + eps) * scale + bias, and MPC-friendly variants.
+
+All variants share `_centred`: the means are dot products with a constant vector c = 2^p / d in [1, 2)
+followed by a shift 2^-p, because `jnp.mean` divides by d and 1/d is encoded with relative error up to
+d 2^-19 at 18 fractional bits (1/768: 1.0e-3, shifting every centred value by 1e-3 of the row mean). SPU
+folds consecutive constant multiplications, so the dot sits between c and the shift (one truncation per
+row, as cheap as `jnp.mean`). Under SPU ABY3 FM64, d = 768, rows with |mean| up to 9: mean error 5.7e-6
+this way, 9.6e-3 by `jnp.mean` (measured).
+"""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 
-from .kernels import goldschmidt_rsqrt
+from .kernels import goldschmidt_rsqrt, mul_pow2, plan_rsqrt
+
+
+def _mean(x):
+    """Mean over the last axis, keepdims: (x . c) 2^-p with c = 2^p / d, p = ceil(log2 d)."""
+    d = x.shape[-1]
+    p = math.ceil(math.log2(d))
+    return mul_pow2(x @ jnp.full((d,), 2.0**p / d, x.dtype), -p)[..., None]
 
 
 def _centred(x, eps):
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    centred = x - mean
-    return centred, jnp.mean(jnp.square(centred), axis=-1, keepdims=True) + eps
+    """(x - mean, var + eps) over the last axis."""
+    centred = x - _mean(x)
+    return centred, _mean(centred * centred) + eps
 
 
 def layernorm_exact(x, scale, bias, eps):
-    """Plain LayerNorm with the backend's sqrt and division (MPCFormer: CrypTen's sqrt + reciprocal).
-    Under SPU ABY3 FM64: within 9.1e-4 of float32 for variances in [2^-6, 2^12]."""
+    """(x - mean) / sqrt(var + eps) * scale + bias with the backend's sqrt and division.
+
+    Any x. Under SPU ABY3 FM64: within 1.2e-3 of this function in float32 for d = 384 and row variances
+    in [2^-6, 2^12], 4e-3 in [2^-10, 2^12] (varies with the random shares: a variance of 2^-10 has 8
+    significant bits; measured over 6 runs; tests assert 2e-3 and 1e-2)."""
     centred, var = _centred(x, eps)
     return centred / jnp.sqrt(var) * scale + bias
 
 
 def layernorm_puma(x, scale, bias, eps):
-    """PUMA's LayerNorm: mean, variance, and the backend's rsqrt (SPU: power-of-two normalisation plus a
-    polynomial first guess and Newton steps) times the centred input. Exact in float32 (4.8e-7); under SPU
-    ABY3 FM64 within 6.8e-4 of float32 for variances in [2^-6, 2^12]."""
+    """PUMA's LayerNorm: (x - mean) * rsqrt(var + eps) * scale + bias with the backend's rsqrt (SPU:
+    power-of-two normalisation, a polynomial first guess and Newton steps).
+
+    Any x. Under SPU ABY3 FM64: within 1.2e-3 of this function in float32 for d = 384 and row variances
+    in [2^-6, 2^12], 4e-3 in [2^-10, 2^12] (varies with the random shares: a variance of 2^-10 has 8
+    significant bits; measured over 6 runs; tests assert 2e-3 and 1e-2)."""
     centred, var = _centred(x, eps)
     return centred * jax.lax.rsqrt(var) * scale + bias
 
 
-def layernorm_secformer(x, scale, bias, eps, *, var_lo: float = 2.0**-6, var_hi: float = 2.0**12, tol: float = 1e-4):
-    """SecFormer's Π_LayerNorm: 1/sqrt(var + eps) by Goldschmidt iterations (`goldschmidt_rsqrt`) on the
-    public variance range [var_lo, var_hi] (default [2^-6, 2^12]: 19 iterations, relative error 1e-4 in
-    float32; 3.3e-6 max abs error vs exact LayerNorm measured, 2.8e-4 under SPU ABY3 FM64). Real MiniLM LayerNorm inputs on SST-2 have variance in [0.002, 136] (the smallest on padding
-    rows, which no output depends on); below var_lo the error grows, above 2 var_hi it diverges."""
+def layernorm_secformer(x, scale, bias, eps, *, var_lo: float = 2.0**-10, var_hi: float = 2.0**12, tol: float = 1e-4):
+    """SecFormer's Π_LayerNorm: (x - mean) * r * scale + bias, r = 1 / sqrt(var + eps) by Goldschmidt
+    (`goldschmidt_rsqrt`) on the public variance range [var_lo, var_hi].
+
+    Range: defaults [2^-10, 2^12] give k = 12 and 22 iterations (`plan_rsqrt`); the MiniLM teacher's
+    LayerNorm inputs have row variances in [3.1e-3, 131] on real tokens of SST-2 and RTE dev (2.1e-3 on
+    padding rows; measured), so the range has 3x margin below and 31x above (divergence only at 3 2^12).
+    Below var_lo r is too small (the output shrinks towards bias: 1e-2 relative at var_lo / 2.25).
+    Max abs error vs the exact LayerNorm (float64) for 64 rows with variances on the range, d = 384:
+    5.7e-5 in float32; under SPU ABY3 FM64 within 5.4e-4 of this function in float32 for variances
+    >= 2^-6 and 4.6e-3 on the whole range (a variance of 2^-10 has 8 significant bits in fixed point;
+    measured over 6 runs; tests assert 1e-3 and 1e-2).
+    """
     centred, var = _centred(x, eps)
-    return centred * goldschmidt_rsqrt(var, lo=var_lo, hi=var_hi, tol=tol) * scale + bias
+    plan = plan_rsqrt(var_lo, var_hi, tol)
+    return centred * goldschmidt_rsqrt(var, iters=plan.iters, log2_bound=plan.log2_bound) * scale + bias

@@ -9,6 +9,7 @@ from . import gelu as _gelu
 from . import layernorm as _layernorm
 from . import softmax as _softmax
 
+# op -> name -> function. Signatures: gelu f(x); softmax f(scores, mask); layernorm f(x, scale, bias, eps).
 REGISTRY: dict[str, dict[str, Callable]] = {
     "gelu": {
         "exact": _gelu.gelu_exact,
@@ -31,7 +32,7 @@ REGISTRY: dict[str, dict[str, Callable]] = {
 
 
 def get_approx(op: str, name: str) -> Callable:
-    """The registered function `name` for operator `op`."""
+    """The registered function `name` for operator `op` (ValueError naming the choices otherwise)."""
     if op not in REGISTRY:
         raise ValueError(f"unknown operator {op!r}; operators: {', '.join(REGISTRY)}")
     if name not in REGISTRY[op]:
@@ -41,7 +42,8 @@ def get_approx(op: str, name: str) -> Callable:
 
 @dataclasses.dataclass(frozen=True)
 class ApproxSet:
-    """Which registered function each nonlinear operator uses (hashable: a Flax module attribute)."""
+    """Which registered function each nonlinear operator uses. Frozen and made of strings, so hashable
+    (it is a Flax module attribute); names are checked on construction."""
 
     gelu: str
     softmax: str
@@ -51,17 +53,21 @@ class ApproxSet:
         for op in REGISTRY:
             get_approx(op, getattr(self, op))
 
+    def fn(self, op: str) -> Callable:
+        """The function chosen for `op` ("gelu", "softmax" or "layernorm")."""
+        return get_approx(op, getattr(self, op))
+
     @property
     def gelu_fn(self) -> Callable:
-        return REGISTRY["gelu"][self.gelu]
+        return self.fn("gelu")
 
     @property
     def softmax_fn(self) -> Callable:
-        return REGISTRY["softmax"][self.softmax]
+        return self.fn("softmax")
 
     @property
     def layernorm_fn(self) -> Callable:
-        return REGISTRY["layernorm"][self.layernorm]
+        return self.fn("layernorm")
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
@@ -75,9 +81,9 @@ PRESETS: dict[str, ApproxSet] = {
 }
 
 
-def resolve_approx(preset: str, *, gelu: str | None = None, softmax: str | None = None, layernorm: str | None = None) -> ApproxSet:
-    """A preset with optional per-operator overrides (for ablations)."""
+def resolve_approx(preset: str, gelu: str | None = None, softmax: str | None = None, layernorm: str | None = None) -> ApproxSet:
+    """A preset with optional per-operator overrides (for ablations), e.g. ("secformer", softmax="2quad")."""
     if preset not in PRESETS:
         raise ValueError(f"unknown approximation preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in dict(gelu=gelu, softmax=softmax, layernorm=layernorm).items() if v is not None}
+    overrides = {op: name for op, name in (("gelu", gelu), ("softmax", softmax), ("layernorm", layernorm)) if name is not None}
     return dataclasses.replace(PRESETS[preset], **overrides)

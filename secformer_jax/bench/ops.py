@@ -6,7 +6,7 @@ the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt on p
 Inputs are drawn on the ranges the docstrings state; `max_abs_error` is against the exact function in
 float64 (relative error for rsqrt), so it includes the approximation's own error: Quad and 2Quad are not
 approximations at all (they need distillation). Division is softmax's: numerators in [0, den] over
-denominators in 2Quad's range [16, K (64 + 5)^2], so quotients lie in [0, 1] and the error is absolute.
+denominators in 2Quad's range [16, K (128 + 5)^2], so quotients lie in [0, 1] and the error is absolute.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from ..approx import get_approx, goldschmidt_div, goldschmidt_rsqrt
+from ..approx import get_approx, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt
 from ..approx.softmax import QUAD_SHIFT
 
-DIV_LO, DIV_HI_PER_KEY = 16.0, (64.0 + QUAD_SHIFT) ** 2  # the secformer softmax's public range per key
-RSQRT_LO, RSQRT_HI = 2.0**-6, 2.0**12  # the secformer LayerNorm's public variance range
+DIV_LO, DIV_HI_PER_KEY = 16.0, (128.0 + QUAD_SHIFT) ** 2  # the secformer softmax's public range per key
+RSQRT_LO, RSQRT_HI = 2.0**-10, 2.0**12  # the secformer LayerNorm's public variance range
 
 
 def _gelu_ref(x):
@@ -70,7 +70,13 @@ def _sample_div(shape, rng):
 
 
 def _goldschmidt_div(num, den):
-    return goldschmidt_div(num, den, lo=DIV_LO, hi=num.shape[-1] * DIV_HI_PER_KEY)
+    plan = plan_div(DIV_LO, num.shape[-1] * DIV_HI_PER_KEY)
+    return goldschmidt_div(num, den, iters=plan.iters, log2_bound=plan.log2_bound)
+
+
+def _goldschmidt_rsqrt(v):
+    plan = plan_rsqrt(RSQRT_LO, RSQRT_HI)
+    return goldschmidt_rsqrt(v, iters=plan.iters, log2_bound=plan.log2_bound)
 
 
 OPS: dict[str, OpCase] = {
@@ -94,7 +100,7 @@ OPS: dict[str, OpCase] = {
         {
             "puma": jax.lax.rsqrt,
             "mpcformer": lambda v: 1.0 / jnp.sqrt(v),
-            "secformer": lambda v: goldschmidt_rsqrt(v, lo=RSQRT_LO, hi=RSQRT_HI),
+            "secformer": _goldschmidt_rsqrt,
         },
         lambda shape, rng: (np.exp(rng.uniform(np.log(RSQRT_LO), np.log(RSQRT_HI), shape)).astype(np.float32),),
         lambda v: 1 / np.sqrt(v),
