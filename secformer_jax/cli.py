@@ -1,4 +1,5 @@
-"""`secformer` command line: `infer` (one private BERT inference under SPU) and `bench` (the cost harness)."""
+"""`secformer` command line: `infer` (one private BERT inference, parties simulated in one process), `node` and
+`launch` (the same inference with one process per party over real links) and `bench` (the cost harness)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from .approx import PRESETS, REGISTRY, resolve_approx
 from .bench.commands import add_bench_commands, run_bench
+from .cluster.commands import add_cluster_commands, approx_flags
 from .spu_runner import FIELDS, PROTOCOLS
 
 
@@ -30,26 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--model", type=Path, help="Hugging Face BERT checkpoint directory (default: embedded MiniLM)")
     infer.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
     infer.add_argument("--json", type=Path, help="write the result as JSON here")
+    add_cluster_commands(sub)
     add_bench_commands(sub)
     return parser
 
 
 def infer(args) -> dict:
-    from .checkpoint import load_checkpoint
-    from .inference import PrivateClassifier, encode
-    from .sentiment_head import attach_sentiment_head
+    from .inference import PrivateClassifier, encode, load_classifier
 
     approx = resolve_approx(args.approx, gelu=args.gelu, softmax=args.softmax, layernorm=args.layernorm)
-    checkpoint = load_checkpoint(args.model)
+    checkpoint, head = load_classifier(args.model, approx, args.max_length, _log)
     config = checkpoint.config
-    if args.max_length > config.max_position_embeddings:
-        raise ValueError(f"--max-length {args.max_length} exceeds the model's {config.max_position_embeddings} positions")
     encoded = encode(checkpoint.tokenizer, args.text, args.text_pair, args.max_length)
-    head = None
-    if not checkpoint.has_classifier:
-        _log(f"{checkpoint.path} has no classifier: using a sentiment head fitted on SST-2 (frozen encoder, {args.approx} approximations)")
-        head = attach_sentiment_head(checkpoint, approx, max_length=args.max_length)
-        _log(f"  head: SST-2 dev accuracy {head['dev_accuracy']:.3f} in plaintext ({'cached' if head['cached'] else 'fitted now'})")
 
     classifier = PrivateClassifier(checkpoint, approx, args.field)
     classifier.simulation(args.protocol)  # validate the protocol before compiling
@@ -86,15 +80,18 @@ def print_summary(out: dict) -> None:
     cost = out["cost"]
     print(f"text:        {out['text']!r}" + (f" / {out['text_pair']!r}" if out["text_pair"] else ""))
     print(f"approx:      {out['approx']}")
+    plain = "plaintext_logits" in out
     if out["prediction"] is not None:
-        agree = "agrees" if out["prediction"] == out["plaintext_prediction"] else "DIFFERS from"
-        print(f"prediction:  {out['prediction']} (private; {agree} plaintext)")
+        agree = ("; agrees with" if out["prediction"] == out["plaintext_prediction"] else "; DIFFERS from") + " plaintext" if plain else ""
+        print(f"prediction:  {out['prediction']} (private{agree})")
     fmt = lambda xs: "[" + ", ".join(f"{x:+.4f}" for x in xs) + "]"
     print(f"logits:      {fmt(out['logits'])}  private, {out['protocol']}")
-    print(f"             {fmt(out['plaintext_logits'])}  plaintext, same approximations")
-    print(f"max |error|: {out['max_abs_error']:.2e}")
+    if plain:
+        print(f"             {fmt(out['plaintext_logits'])}  plaintext, same approximations")
+        print(f"max |error|: {out['max_abs_error']:.2e}")
+    where = "all parties simulated in one process" if plain else f"slowest of {len(cost['party_send_bytes'])} party processes"
     print(
-        f"cost:        {cost['seconds']:.2f} s wall (all parties simulated in one process), "
+        f"cost:        {cost['seconds']:.2f} s wall ({where}), "
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]
@@ -102,17 +99,41 @@ def print_summary(out: dict) -> None:
         print(f"  {op:<22} {c['send_bytes'] / 2**20:8.1f} MiB {c['send_actions']:6d} actions {c['seconds']:7.2f} s")
 
 
+def _cluster(args) -> dict | None:
+    from .cluster import load_config
+    from .cluster.launch import launch_inference
+    from .cluster.node import run_node
+
+    if args.command == "launch":
+        _log(f"starting the parties and owners of {args.config} (logs: {args.log_dir or 'a temporary folder'}) ...")
+        out = launch_inference(
+            args.config, args.text, text_pair=args.text_pair, max_length=args.max_length, model=args.model,
+            approx_args=approx_flags(args), timeout=args.timeout, log_dir=args.log_dir,
+        )
+        _log(f"  logs of every process: {out['log_dir']}")
+        return out
+    approx = resolve_approx(args.approx, gelu=args.gelu, softmax=args.softmax, layernorm=args.layernorm)
+    return run_node(
+        load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
+        model=args.model, approx=approx, log=_log,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .cluster import LaunchError, PeerError
+
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bench":
             done = run_bench(args)
             print(f"wrote {done['records']} records to {done['path']}; report: {done['report']}")
             return 0
-        out = infer(args)
-    except (ValueError, FileNotFoundError) as e:
+        out = _cluster(args) if args.command in ("node", "launch") else infer(args)
+    except (ValueError, FileNotFoundError, LaunchError, PeerError) as e:
         print(f"secformer: error: {e}", file=sys.stderr)
         return 2
+    if out is None:  # a computing party or the model owner: nothing to print
+        return 0
     print_summary(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

@@ -135,7 +135,7 @@ def _set_spu_log(path: str, console: bool) -> None:
 
 
 @contextmanager
-def _capture_spu_log():
+def capture_spu_log():
     """Send SPU's C++ log (where the profiler writes) to a temporary file for the body's duration; the
     dict it yields gets the log's text. SPU's logger is process-wide, so runs are serialised here."""
     with _log_lock, tempfile.TemporaryDirectory() as tmp:
@@ -161,6 +161,16 @@ class Program:
     @property
     def mlir(self) -> str:
         return self.executable.code.decode("utf-8")
+
+    def flat_inputs(self, args: tuple) -> list[np.ndarray]:
+        """`args` flattened in the program's input order, checked against its structure and shapes."""
+        flat, tree = jax.tree_util.tree_flatten(args)
+        if tree != self.in_tree:
+            raise ValueError(f"arguments do not match the compiled program's structure:\n{tree}\nvs\n{self.in_tree}")
+        for i, (a, (shape, dtype)) in enumerate(zip(flat, self.in_shapes)):
+            if np.shape(a) != tuple(shape):
+                raise ValueError(f"input {i} has shape {np.shape(a)}, the program was compiled for {tuple(shape)}")
+        return [np.asarray(a, dtype) for a, (_, dtype) in zip(flat, self.in_shapes)]
 
 
 def compile_program(fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:
@@ -198,13 +208,7 @@ class Simulation:
 
     def run(self, program: Program, *args) -> tuple[Any, Cost]:
         """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost)."""
-        flat, tree = jax.tree_util.tree_flatten(args)
-        if tree != program.in_tree:
-            raise ValueError(f"arguments do not match the compiled program's structure:\n{tree}\nvs\n{program.in_tree}")
-        for i, (a, (shape, dtype)) in enumerate(zip(flat, program.in_shapes)):
-            if np.shape(a) != tuple(shape):
-                raise ValueError(f"input {i} has shape {np.shape(a)}, the program was compiled for {tuple(shape)}")
-        shares = [self.io.make_shares(np.asarray(a, dtype), libspu.Visibility.VIS_SECRET) for a in flat]
+        shares = [self.io.make_shares(a, libspu.Visibility.VIS_SECRET) for a in program.flat_inputs(args)]
 
         desc = libspu.link.Desc()
         for rank in range(self.world_size):
@@ -223,7 +227,7 @@ class Simulation:
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)
 
-        with _capture_spu_log() as captured:
+        with capture_spu_log() as captured:
             start = time.perf_counter()
             threads = [threading.Thread(target=party, args=(r,)) for r in range(self.world_size)]
             for t in threads:

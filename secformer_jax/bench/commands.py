@@ -47,6 +47,10 @@ def add_bench_commands(sub) -> None:
     common.add_argument("--wan", default="100,40", help="modelled WAN as MBIT_PER_S,RTT_MS (default 100,40)")
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (JSON, REPORT.md, PNG)")
     common.add_argument("--name", help="result file name (default: derived from the run)")
+    common.add_argument(
+        "--cluster", type=Path, help="run through one process per party as in this cluster config (spu_configs/), "
+        "instead of the in-process simulation; --protocols must then be the config's"
+    )
 
     ops = kinds.add_parser("ops", parents=[common], help="GeLU, Softmax, LayerNorm, division, rsqrt per method and protocol")
     ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
@@ -61,11 +65,32 @@ def add_bench_commands(sub) -> None:
 
 
 def run_bench(args) -> dict:
+    from contextlib import ExitStack
+
     from .network import parse_network
     from .report import run_meta, save
 
     networks = [parse_network(args.lan, "LAN"), parse_network(args.wan, "WAN")]
     meta = run_meta(networks)
+    with ExitStack() as stack:
+        runners = None
+        if args.cluster:
+            from ..cluster import LocalCluster, load_config
+
+            protocol = load_config(args.cluster).protocol
+            if args.protocols != [protocol] and args.protocols != ["aby3"]:  # ["aby3"]: the default, not a choice
+                raise ValueError(f"--cluster {args.cluster} runs {protocol}; --protocols {','.join(args.protocols)} does not match")
+            args.protocols = [protocol]
+            runners = {protocol: stack.enter_context(LocalCluster(args.cluster))}
+            meta["runner"] = f"cluster {args.cluster} (one process per party, loopback links)"
+        else:
+            meta["runner"] = "simulation (all parties in one process)"
+        records, name = _records(args, networks, runners)
+    path = save(args.out, name, meta, records)
+    return {"path": str(path), "report": str(args.out / "REPORT.md"), "records": len(records)}
+
+
+def _records(args, networks, runners) -> tuple[list[dict], str]:
     if args.bench_kind == "ops":
         from .ops import MODEL_OP_SHAPES, op_records, sweep_shape
 
@@ -73,19 +98,17 @@ def run_bench(args) -> dict:
         shape_sets += [(f"sweep-{n}", {op: sweep_shape(op, n) for op in args.ops}) for n in args.sweep]
         total = len(shape_sets) * len(args.ops) * len(args.methods) * len(args.protocols)
         with tqdm(total=total, desc="bench ops", unit="run") as bar:
-            records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update)
-        name = args.name or "ops-" + "-".join(args.protocols)
-    else:
-        from .model import model_config, model_records, runs_per_method
+            records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update, runners=runners)
+        return records, args.name or "ops-" + "-".join(args.protocols)
+    from .model import model_config, model_records, runs_per_method
 
-        if args.seq_len < 1 or args.batch < 1:
-            raise ValueError("--seq-len and --batch must be positive")
-        total_layers = model_config(args.model).num_hidden_layers
-        total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers)
-        with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
-            records = model_records(
-                args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field, progress=bar.update
-            )
-        name = args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols)
-    path = save(args.out, name, meta, records)
-    return {"path": str(path), "report": str(args.out / "REPORT.md"), "records": len(records)}
+    if args.seq_len < 1 or args.batch < 1:
+        raise ValueError("--seq-len and --batch must be positive")
+    total_layers = model_config(args.model).num_hidden_layers
+    total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers)
+    with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
+        records = model_records(
+            args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field,
+            progress=bar.update, runners=runners,
+        )
+    return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols)

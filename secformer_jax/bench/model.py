@@ -131,8 +131,9 @@ def plaintext_seconds(config: BertConfig, batch: int, seq_len: int, repeats: int
     return statistics.median(times)
 
 
-def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None) -> list[dict]:
-    """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext record."""
+def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None, runners=None) -> list[dict]:
+    """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext
+    record. `runners` as in `ops.op_records` (default: SPU simulations)."""
     full = model_config(model)
     total_layers = full.num_hidden_layers
     measured = total_layers if layers is None else layers
@@ -146,7 +147,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field}
     plain_s = plaintext_seconds(full, batch, seq_len)
     records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
-    simulations = {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
+    simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
     ids, inputs = _inputs(full, batch, seq_len, 0)
     for method in methods:

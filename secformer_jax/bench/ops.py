@@ -129,10 +129,12 @@ def max_error(case: OpCase, inputs: tuple, out: np.ndarray) -> float:
     return float(np.max(err / np.abs(ref) if case.relative else err))
 
 
-def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed=0, progress=None) -> list[dict]:
+def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed=0, progress=None, runners=None) -> list[dict]:
     """Benchmark `ops` x `methods` x shapes (each compiled once) x `protocols` (each run once).
 
     `shape_sets`: list of (label, {op: shape}) such as ("bert-base", MODEL_OP_SHAPES["bert-base"]).
+    `runners`: {protocol: object with run(program, *args) -> (outputs, Cost)}, default SPU simulations
+    (a `cluster.LocalCluster` runs through party processes instead).
     Returns one record per run; `progress(n)` is called after each run.
     """
     from ..inference import SPU_RUNTIME_OPTIONS
@@ -142,7 +144,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     for op in ops:
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}; choose from: {', '.join(OPS)}")
-    simulations = {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
+    simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     records = []
     rng = np.random.default_rng(seed)
     for label, shapes in shape_sets:

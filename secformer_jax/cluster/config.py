@@ -1,0 +1,186 @@
+"""Cluster configs (`spu_configs/*.json`): who runs where, which protocol, which SPU runtime options.
+
+A config names the computing parties (2 for semi2k and cheetah, 3 for aby3), each with two addresses:
+`mpc_address` for the SPU protocol link among the parties and `io_address` for the link that carries
+secret shares from the owners and output shares back; and the two owners' `address`es (data owner:
+the text, the only one to receive the logits; model owner: the weights). Example:
+
+    {"protocol": "aby3", "field": "fm64",
+     "parties": [{"id": "p0", "mpc_address": "127.0.0.1:61530", "io_address": "127.0.0.1:61540"}, ...],
+     "data_owner": {"address": "127.0.0.1:61550"}, "model_owner": {"address": "127.0.0.1:61551"},
+     "runtime_options": {"fxp_exp_mode": "EXP_TAYLOR"},
+     "link": {"connect_timeout_s": 30, "recv_timeout_s": 600}}
+
+`runtime_options` are SPU RuntimeConfig fields (enum values by name); the defaults are PUMA's (Taylor exp),
+shared by every method so that all of them run on one backend. `link` bounds how long a process waits:
+for its peers to come up, and for any one message. Loading validates everything and names the bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import spu.libspu as libspu
+
+from ..inference import SPU_RUNTIME_OPTIONS
+from ..spu_runner import FIELDS, PROTOCOLS, runtime_config
+
+DATA_OWNER, MODEL_OWNER = "data_owner", "model_owner"
+DEFAULT_LINK = {"connect_timeout_s": 30.0, "recv_timeout_s": 600.0}
+
+
+class ConfigError(ValueError):
+    """A malformed cluster config; the message names the file and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Party:
+    id: str
+    mpc_address: str
+    io_address: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    """A validated cluster config. I/O link ranks: 0 data owner, 1 model owner, 2 + i computing party i."""
+
+    protocol: str
+    field: str
+    parties: tuple[Party, ...]
+    data_owner: str
+    model_owner: str
+    runtime_options: dict[str, Any]
+    connect_timeout_s: float
+    recv_timeout_s: float
+    source: str = "<dict>"
+
+    @property
+    def io_addresses(self) -> list[str]:
+        return [self.data_owner, self.model_owner] + [p.io_address for p in self.parties]
+
+    def roles(self) -> list[str]:
+        """Every process's name, in I/O rank order."""
+        return [DATA_OWNER, MODEL_OWNER] + [p.id for p in self.parties]
+
+    def io_rank(self, role: str) -> int:
+        if role not in self.roles():
+            raise ConfigError(f"{self.source}: no party {role!r}; parties: {', '.join(self.roles())}")
+        return self.roles().index(role)
+
+    def runtime_config(self, profile: bool = True) -> libspu.RuntimeConfig:
+        return runtime_config(self.protocol, self.field, profile=profile, **self.runtime_options)
+
+    def with_addresses(self, io: list[str], mpc: list[str]) -> "ClusterConfig":
+        """The same config on other addresses (tests use free ports): `io` in I/O rank order, `mpc` per party."""
+        parties = tuple(dataclasses.replace(p, io_address=a, mpc_address=m) for p, a, m in zip(self.parties, io[2:], mpc))
+        return dataclasses.replace(self, data_owner=io[0], model_owner=io[1], parties=parties)
+
+    def to_json(self) -> dict:
+        enum_name = lambda v: v.name if hasattr(v, "name") else v
+        return {
+            "protocol": self.protocol,
+            "field": self.field,
+            "parties": [dataclasses.asdict(p) for p in self.parties],
+            DATA_OWNER: {"address": self.data_owner},
+            MODEL_OWNER: {"address": self.model_owner},
+            "runtime_options": {k: enum_name(v) for k, v in self.runtime_options.items()},
+            "link": {"connect_timeout_s": self.connect_timeout_s, "recv_timeout_s": self.recv_timeout_s},
+        }
+
+
+def _address(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise ConfigError(f"{where}: expected 'host:port', got {value!r}")
+    host, port = value.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: expected 'host:port' with a port in 1..65535, got {value!r}")
+    return value
+
+
+def _object(value: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(value).__name__}")
+    missing = sorted(required - value.keys())
+    if missing:
+        raise ConfigError(f"{where}: missing field {missing[0]!r}")
+    unknown = sorted(value.keys() - required - optional)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(sorted(required | optional))})")
+    return value
+
+
+def _runtime_options(options: Any, where: str) -> dict[str, Any]:
+    """RuntimeConfig fields by name; enum values given by their names (e.g. "EXP_TAYLOR")."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(options).__name__}")
+    probe = libspu.RuntimeConfig()
+    out = {}
+    for name, value in options.items():
+        if name in ("protocol", "field", "fxp_fraction_bits") or not hasattr(probe, name) or name.startswith("_"):
+            raise ConfigError(f"{where}.{name}: not a settable SPU runtime option (protocol and field are top-level fields)")
+        current = getattr(probe, name)
+        if hasattr(type(current), "__members__"):
+            members = type(current).__members__
+            if value not in members:
+                raise ConfigError(f"{where}.{name}: unknown value {value!r}; choose one of: {', '.join(members)}")
+            value = members[value]
+        elif type(value) is not type(current) and not (isinstance(current, float) and isinstance(value, int)):
+            raise ConfigError(f"{where}.{name}: expected {type(current).__name__}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
+    """Validate a config's JSON object (see the module doc); ConfigError names the first bad field."""
+    top = _object(raw, source, {"protocol", "parties", DATA_OWNER, MODEL_OWNER}, {"field", "runtime_options", "link", "comment"})
+    protocol, field = top["protocol"], top.get("field", "fm64")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{source}: protocol: unknown {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    if field not in FIELDS:
+        raise ConfigError(f"{source}: field: unknown {field!r}; choose one of: {', '.join(FIELDS)}")
+    world = PROTOCOLS[protocol][1]
+    if not isinstance(top["parties"], list) or len(top["parties"]) != world:
+        got = len(top["parties"]) if isinstance(top["parties"], list) else type(top["parties"]).__name__
+        raise ConfigError(f"{source}: parties: {protocol} needs exactly {world} computing parties, got {got}")
+    parties = []
+    for i, p in enumerate(top["parties"]):
+        where = f"{source}: parties[{i}]"
+        _object(p, where, {"id", "mpc_address", "io_address"})
+        if not isinstance(p["id"], str) or not p["id"] or p["id"] in (DATA_OWNER, MODEL_OWNER):
+            raise ConfigError(f"{where}.id: expected a party name other than {DATA_OWNER}/{MODEL_OWNER}, got {p['id']!r}")
+        parties.append(Party(p["id"], _address(p["mpc_address"], f"{where}.mpc_address"), _address(p["io_address"], f"{where}.io_address")))
+    owners = {}
+    for role in (DATA_OWNER, MODEL_OWNER):
+        owners[role] = _address(_object(top[role], f"{source}: {role}", {"address"})["address"], f"{source}: {role}.address")
+    ids = [p.id for p in parties]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: parties: duplicate id in {ids}")
+    addresses = [a for p in parties for a in (p.mpc_address, p.io_address)] + list(owners.values())
+    dup = next((a for a in addresses if addresses.count(a) > 1), None)
+    if dup:
+        raise ConfigError(f"{source}: address {dup} is used twice (every link endpoint needs its own port)")
+    options = _runtime_options(top.get("runtime_options", {k: v.name for k, v in SPU_RUNTIME_OPTIONS.items()}), f"{source}: runtime_options")
+    link = _object(top.get("link", DEFAULT_LINK), f"{source}: link", set(), set(DEFAULT_LINK))
+    timeouts = DEFAULT_LINK | link
+    for name, value in timeouts.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{source}: link.{name}: expected a positive number of seconds, got {value!r}")
+    return ClusterConfig(
+        protocol, field, tuple(parties), owners[DATA_OWNER], owners[MODEL_OWNER], options,
+        float(timeouts["connect_timeout_s"]), float(timeouts["recv_timeout_s"]), source,
+    )
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    """Read and validate a cluster config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cluster config {path} not found (see spu_configs/ for examples)")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from e
+    return parse_config(raw, str(path))

@@ -1,0 +1,161 @@
+"""`secformer launch`: every process of a cluster config started on this machine, supervised.
+
+Each process is `secformer node --config FILE --party NAME` with its output in `LOG_DIR/NAME.log`. The
+supervisor polls them: the first to exit with an error (or be killed) ends the run, the others are
+terminated, and the error names that process and quotes the end of its log; a run past `timeout`
+seconds is ended the same way. So a party that never starts or dies mid-run cannot hang anyone.
+`LocalCluster` does the same for the benchmark harness, with this process as both owners.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .config import DATA_OWNER, MODEL_OWNER, load_config
+from .roles import Driver
+
+POLL_S = 0.1
+TERMINATE_GRACE_S = 5.0
+
+
+class LaunchError(RuntimeError):
+    """A process of the cluster failed or the run timed out."""
+
+
+def node_command(config_path, party: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "secformer_jax.cli", "node", "--config", str(config_path), "--party", party, *extra]
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    keep = [l for l in text.splitlines() if l.strip() and "[info]" not in l]
+    return "\n".join("    " + l for l in keep[-lines:])
+
+
+class Supervisor:
+    """Child processes with their logs; `wait` returns when all named ones exited cleanly and raises
+    LaunchError on the first failure or on timeout. Leaving the `with` block terminates what still runs."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "w")
+        env = os.environ | {"PYTHONUNBUFFERED": "1"}
+        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+
+    def failure(self) -> str | None:
+        """A description of the first failed process, if any."""
+        for name, proc in self.procs.items():
+            rc = proc.poll()
+            if rc:
+                how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+                return f"{name} {how}; end of {self.log_dir / (name + '.log')}:\n{_tail(self.log_dir / (name + '.log'))}"
+        return None
+
+    def wait(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.procs[n].poll() is None for n in names):
+            failed = self.failure()
+            if failed:
+                raise LaunchError(failed)
+            if time.monotonic() > deadline:
+                running = [n for n in names if self.procs[n].poll() is None]
+                raise LaunchError(f"timed out after {timeout:.0f} s waiting for {', '.join(running)}; logs in {self.log_dir}")
+            time.sleep(POLL_S)
+        failed = self.failure()
+        if failed:
+            raise LaunchError(failed)
+
+    def terminate(self) -> None:
+        live = [p for p in self.procs.values() if p.poll() is None]
+        for p in live:
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        for p in live:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+
+def launch_inference(
+    config_path, text: str, *, text_pair=None, max_length: int = 64, model=None, approx_args=(), timeout: float = 900.0,
+    log_dir=None, on_start=None,
+) -> dict:
+    """Start all parties, the model owner and the data owner of `config_path` on this machine; return the
+    data owner's result (see `node.classify_text`) with "log_dir" added. `approx_args`: the model owner's
+    approximation flags (e.g. ["--approx", "secformer"]); `on_start(supervisor)` is called once all started."""
+    config = load_config(config_path)  # refuse a bad config before starting anything
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
+    result_path = log_dir / "data_owner.json"
+    model_args = ["--model", str(model)] if model else []
+    with Supervisor(log_dir) as sup:
+        for party in config.parties:
+            sup.start(party.id, node_command(config_path, party.id))
+        sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *model_args, *approx_args, "--max-length", str(max_length)))
+        pair = ["--text-pair", text_pair] if text_pair else []
+        sup.start(DATA_OWNER, node_command(
+            config_path, DATA_OWNER, "--text", text, *pair, "--max-length", str(max_length), *model_args, "--json", str(result_path)
+        ))
+        if on_start:
+            on_start(sup)
+        sup.wait(list(sup.procs), timeout)
+    result = json.loads(result_path.read_text())
+    return result | {"log_dir": str(log_dir)}
+
+
+class LocalCluster:
+    """The computing parties of `config_path` as processes on this machine and this process as both owners:
+    `run(program, *args)` -> (outputs, Cost), like `Simulation.run`. Use as a context manager."""
+
+    def __init__(self, config_path, log_dir=None):
+        self.config = load_config(config_path)
+        self.protocol = self.config.protocol
+        self.supervisor = Supervisor(Path(log_dir or tempfile.mkdtemp(prefix="secformer-cluster-")))
+        try:
+            for party in self.config.parties:
+                self.supervisor.start(party.id, node_command(config_path, party.id))
+            self.driver = Driver(self.config)
+        except BaseException as e:
+            failed = self.supervisor.failure()
+            self.supervisor.terminate()
+            if failed:
+                raise LaunchError(failed) from e
+            raise
+
+    def run(self, program, *args):
+        failed = self.supervisor.failure()
+        if failed:
+            raise LaunchError(failed)
+        return self.driver.run(program, *args)
+
+    def close(self) -> None:
+        try:
+            self.driver.close()
+            self.supervisor.wait([p.id for p in self.config.parties], self.config.recv_timeout_s)
+        finally:
+            self.supervisor.terminate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,85 @@
+"""`secformer node`: one process of a private BERT inference, as a computing party or as an owner.
+
+- a computing party (`--party p0`, ...) serves jobs until told to stop;
+- the model owner (`--party model_owner --model DIR --approx NAME`) loads the checkpoint (fitting the
+  SST-2 head for an encoder-only one, as `secformer infer` does), compiles the program for the padded
+  length the data owner asks for, and shares its weights;
+- the data owner (`--party data_owner --text ...`) tokenises with the model's public tokenizer, shares
+  its inputs and is the only one to receive (and print) the logits.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from transformers import AutoTokenizer
+
+from ..approx import ApproxSet
+from ..checkpoint import default_model_dir
+from .config import DATA_OWNER, MODEL_OWNER, ClusterConfig
+from .roles import _log, run_data_owner, run_model_owner, run_party
+
+
+def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -> None:
+    """The model owner's side of one inference."""
+    from ..inference import PrivateClassifier, load_classifier
+
+    def serve(seq_len: int):
+        checkpoint, head = load_classifier(model_dir, approx, seq_len, log)
+        program, seconds = PrivateClassifier(checkpoint, approx, config.field).program(seq_len)
+        log(f"{MODEL_OWNER}: compiled {checkpoint.config.num_hidden_layers} layers x {seq_len} tokens in {seconds:.1f} s")
+        c = checkpoint.config
+        facts = {
+            "model": str(checkpoint.path),
+            "vocab_size": c.vocab_size,
+            "type_vocab_size": c.type_vocab_size,
+            "num_labels": c.num_labels,
+            "id2label": {str(k): v for k, v in (getattr(c, "id2label", None) or {}).items()},
+            "approx": approx.to_dict(),
+            "head": head,
+        }
+        return program, [np.asarray(w) for w in jax.tree_util.tree_leaves(checkpoint.params)], facts
+
+    run_model_owner(config, serve, log)
+
+
+def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_length: int, tokenizer_dir=None, log=_log) -> dict:
+    """The data owner's side of one inference: its result as a dict (logits, prediction, cost)."""
+    from ..inference import encode, one_hot_inputs
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_model_dir()))
+    encoded = encode(tokenizer, text, text_pair, max_length)  # refuse bad text before anyone connects
+    logits, cost, facts = run_data_owner(
+        config, max_length, lambda facts: list(one_hot_inputs(encoded, facts["vocab_size"], facts["type_vocab_size"])), log
+    )
+    logits = np.asarray(logits)[0]
+    labels = facts["id2label"]
+    top = str(int(logits.argmax()))
+    return {
+        "text": text,
+        "text_pair": text_pair,
+        "model": facts["model"],
+        "protocol": config.protocol,
+        "field": config.field,
+        "parties": [p.id for p in config.parties],
+        "approx": facts["approx"],
+        "seq_len": max_length,
+        "num_tokens": len(encoded.tokens),
+        "logits": logits.tolist(),
+        "prediction": None if facts["num_labels"] == 1 else labels.get(top, top),
+        "head": facts["head"],
+        "cost": cost.to_dict(),
+    }
+
+
+def run_node(config: ClusterConfig, party: str, *, text=None, text_pair=None, max_length=64, model=None, approx=None, log=_log):
+    """Run `party`'s role; the data owner returns its result, the others None."""
+    if party == DATA_OWNER:
+        if text is None:
+            raise ValueError("the data owner needs --text")
+        return classify_text(config, text, text_pair, max_length, model, log)
+    if party == MODEL_OWNER:
+        serve_model(config, model, approx, log)
+        return None
+    run_party(config, party, log)
+    return None

@@ -1,0 +1,168 @@
+"""One process per party over real loopback links: same results and bytes as the simulation, clear
+failures (bad config, a party that never starts, a party that dies mid-run), no hangs."""
+
+import json
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from secformer_jax.approx import PRESETS, get_approx
+from secformer_jax.checkpoint import load_checkpoint
+from secformer_jax.cli import main
+from secformer_jax.cluster import ConfigError, LaunchError, LocalCluster, launch_inference, load_config, parse_config
+from secformer_jax.cluster.config import DATA_OWNER, MODEL_OWNER
+from secformer_jax.cluster.launch import Supervisor, node_command
+from secformer_jax.inference import SPU_RUNTIME_OPTIONS, PrivateClassifier, encode
+from secformer_jax.spu_runner import Simulation, compile_program
+
+TEXT = "a gripping, beautifully made film"
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def local_config(tmp_path, name, connect_timeout_s=20, recv_timeout_s=120):
+    """spu_configs/NAME.json on free loopback ports and with short timeouts, written under tmp_path."""
+    config = load_config(f"spu_configs/{name}.json")
+    n = len(config.parties)
+    ports = [f"127.0.0.1:{p}" for p in _free_ports(2 * n + 2)]
+    raw = config.with_addresses(ports[: n + 2], ports[n + 2 :]).to_json()
+    raw["link"] = {"connect_timeout_s": connect_timeout_s, "recv_timeout_s": recv_timeout_s}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", ["3pc_aby3", "2pc_semi2k", "2pc_cheetah"])
+def test_committed_configs_load(name):
+    config = load_config(f"spu_configs/{name}.json")
+    assert len(config.parties) == {"aby3": 3, "semi2k": 2, "cheetah": 2}[config.protocol]
+    assert config.runtime_config().fxp_exp_mode.name == "EXP_TAYLOR"
+
+
+def _valid():
+    return json.loads(open("spu_configs/3pc_aby3.json").read())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.pop("protocol"), "missing field 'protocol'"),
+        (lambda c: c.update(protocol="spdz"), "protocol: unknown 'spdz'"),
+        (lambda c: c["parties"].pop(), "aby3 needs exactly 3 computing parties, got 2"),
+        (lambda c: c["parties"][1].update(mpc_address="localhost"), "parties[1].mpc_address: expected 'host:port'"),
+        (lambda c: c["parties"][2].update(io_address="127.0.0.1:99999"), "parties[2].io_address"),
+        (lambda c: c["parties"][0].update(id=MODEL_OWNER), "parties[0].id"),
+        (lambda c: c["parties"][1].update(id="p0"), "duplicate id"),
+        (lambda c: c["data_owner"].update(address=c["model_owner"]["address"]), "is used twice"),
+        (lambda c: c["runtime_options"].update(fxp_exp_mode="EXP_FAST"), "runtime_options.fxp_exp_mode: unknown value 'EXP_FAST'"),
+        (lambda c: c["runtime_options"].update(no_such_option=1), "runtime_options.no_such_option"),
+        (lambda c: c["runtime_options"].update(protocol="ABY3"), "runtime_options.protocol"),
+        (lambda c: c["link"].update(recv_timeout_s=0), "link.recv_timeout_s"),
+        (lambda c: c.update(extra=1), "unknown field 'extra'"),
+    ],
+)
+def test_malformed_config_names_the_field(edit, message):
+    raw = _valid()
+    edit(raw)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        parse_config(raw, "cfg.json")
+
+
+def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["launch", "--config", str(bad), "--text", "x"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["launch", "--config", str(tmp_path / "missing.json"), "--text", "x"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["3pc_aby3", "2pc_semi2k"])
+def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name):
+    path = local_config(tmp_path, name)
+    config = load_config(path)
+    out = launch_inference(path, TEXT, max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=300)
+
+    checkpoint = load_checkpoint(tiny_checkpoint[0])
+    classifier = PrivateClassifier(checkpoint, PRESETS["secformer"])
+    encoded = encode(checkpoint.tokenizer, TEXT, None, 16)
+    simulated = classifier(encoded, config.protocol)
+    np.testing.assert_allclose(out["logits"], simulated.logits[0], atol=2e-3)
+    assert np.argmax(out["logits"]) == np.argmax(simulated.plaintext_logits[0])
+    # communication is deterministic: the party processes send exactly what the simulated parties send
+    assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
+    assert out["cost"]["send_actions"] == simulated.cost.send_actions
+    assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
+    # only the data owner learns the logits: no other process logs or prints them
+    values = [f"{v:.3f}" for v in out["logits"]]
+    for role in [p.id for p in config.parties] + [MODEL_OWNER]:
+        log = (tmp_path / "logs" / f"{role}.log").read_text()
+        assert not any(v in log for v in values), role
+
+
+def test_benchmark_programs_run_through_a_cluster(tmp_path):
+    path = local_config(tmp_path, "2pc_semi2k")
+    x = np.linspace(-6, 6, 257).astype(np.float32)
+    program = compile_program(get_approx("gelu", "secformer"), x)
+    simulated, sim_cost = Simulation("semi2k", **SPU_RUNTIME_OPTIONS).run(program, x)
+    with LocalCluster(path, log_dir=tmp_path / "logs") as cluster:
+        for _ in range(2):  # parties serve several jobs; each job's cost is its own
+            out, cost = cluster.run(program, x)
+            np.testing.assert_allclose(out, simulated, atol=1e-3)
+            assert (cost.send_bytes, cost.send_actions) == (sim_cost.send_bytes, sim_cost.send_actions)
+    assert "stop after 2 job(s)" in (tmp_path / "logs" / "p0.log").read_text()
+
+
+def test_party_that_never_starts_ends_everyone(tmp_path):
+    path = local_config(tmp_path, "3pc_aby3", connect_timeout_s=3)
+    start = time.monotonic()
+    with Supervisor(tmp_path / "logs") as sup:
+        for role in ("p0", "p1", MODEL_OWNER):  # p2 never starts
+            sup.start(role, node_command(path, role))
+        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--text", TEXT))
+        for proc in sup.procs.values():
+            proc.wait(timeout=90)
+    assert time.monotonic() - start < 90
+    for role, proc in sup.procs.items():
+        assert proc.returncode == 2, role
+        log = (tmp_path / "logs" / f"{role}.log").read_text()
+        assert "could not connect the I/O link" in log and "p2 at 127.0.0.1" in log
+
+
+def test_party_dying_mid_run_is_reported_without_hanging(tmp_path, tiny_checkpoint):
+    path = local_config(tmp_path, "3pc_aby3", recv_timeout_s=300)
+
+    def kill_p1_once_connected(sup):
+        def watch():
+            log = tmp_path / "logs" / "p1.log"
+            while "connected" not in (log.read_text() if log.exists() else ""):
+                time.sleep(0.1)
+            sup.procs["p1"].send_signal(signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    start = time.monotonic()
+    with pytest.raises(LaunchError, match="p1 was killed by signal 9"):
+        launch_inference(
+            path, TEXT, max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=120,
+            on_start=kill_p1_once_connected,
+        )
+    assert time.monotonic() - start < 60  # well inside the 300 s receive timeout: the supervisor ends it
+
+
+def test_data_owner_input_error_ends_the_run(tmp_path, tiny_checkpoint):
+    path = local_config(tmp_path, "3pc_aby3", connect_timeout_s=60)
+    with pytest.raises(LaunchError, match=r"data_owner exited with status 2(.|\n)*text is empty"):
+        launch_inference(path, "   ", max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=120)
