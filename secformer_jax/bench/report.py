@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,14 @@ from .model import CATEGORIES  # noqa: E402
 MB = 1e6
 
 
+def _command() -> str:
+    """This run's command line as a user would type it (`secformer ...` also when run as `python -m`)."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "secformer" or argv0.parts[-2:] == ("secformer_jax", "cli.py"):
+        return "secformer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return " ".join(shlex.quote(a) for a in sys.argv)
+
+
 def run_meta(networks) -> dict:
     """Command, date, machine and commit of this run."""
     try:
@@ -36,7 +45,7 @@ def run_meta(networks) -> dict:
     import spu
 
     return {
-        "command": "secformer " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "secformer" else " ".join(sys.argv),
+        "command": _command(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
         "spu": spu.__version__ if hasattr(spu, "__version__") else "0.9.5",

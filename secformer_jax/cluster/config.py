@@ -13,7 +13,7 @@ the text, the only one to receive the logits; model owner: the weights). Example
 
 `runtime_options` are SPU RuntimeConfig fields (enum values by name); the defaults are PUMA's (Taylor exp),
 shared by every method so that all of them run on one backend. `link` bounds how long a process waits:
-for its peers to come up, and for any one message. Loading validates everything and names the bad field.
+for its peers to come up (to within one connection attempt, ~3.5 s), and for any one message. Loading validates everything and names the bad field.
 """
 
 from __future__ import annotations

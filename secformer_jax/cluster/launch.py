@@ -47,6 +47,7 @@ class Supervisor:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
+        self._failed: dict[str, float] = {}  # name -> when its failure was first seen
 
     def start(self, name: str, cmd: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "w")
@@ -55,13 +56,17 @@ class Supervisor:
         log.close()
 
     def failure(self) -> str | None:
-        """A description of the first failed process, if any."""
+        """A description of the first process seen to fail (others often fail after it, because of it)."""
         for name, proc in self.procs.items():
-            rc = proc.poll()
-            if rc:
-                how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
-                return f"{name} {how}; end of {self.log_dir / (name + '.log')}:\n{_tail(self.log_dir / (name + '.log'))}"
-        return None
+            if proc.poll() and name not in self._failed:
+                self._failed[name] = time.monotonic()
+        if not self._failed:
+            return None
+        name = min(self._failed, key=self._failed.get)
+        rc = self.procs[name].returncode
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+        log = self.log_dir / f"{name}.log"
+        return f"{name} {how}; end of {log}:\n{_tail(log)}"
 
     def wait(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout

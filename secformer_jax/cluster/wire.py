@@ -17,6 +17,10 @@ from .config import ClusterConfig
 
 MAGIC = b"SFJ1"
 CONNECT_INTERVAL_MS = 500
+# A send is retried after 0.5, 1 and 1.5 s (brpc's default waits 1, 3 and 5 s); one connection attempt is a
+# send, so it takes about this long when the peer is absent (measured 3.3 s), which sets the attempt count.
+SEND_RETRY_MS = (3, 500, 500, 2000)  # max_retry, first interval, increment, max interval
+CONNECT_ATTEMPT_S = 3.5
 
 
 class PeerError(RuntimeError):
@@ -27,8 +31,11 @@ def _desc(addresses: list[str], names: list[str], config: ClusterConfig) -> libs
     desc = libspu.link.Desc()
     for name, address in zip(names, addresses):
         desc.add_party(name, address)
+    retry = desc.retry_opts
+    retry.max_retry, retry.retry_interval_ms, retry.retry_interval_incr_ms, retry.max_retry_interval_ms = SEND_RETRY_MS
+    desc.retry_opts = retry
     desc.connect_retry_interval_ms = CONNECT_INTERVAL_MS
-    desc.connect_retry_times = max(1, math.ceil(config.connect_timeout_s * 1000 / CONNECT_INTERVAL_MS))
+    desc.connect_retry_times = max(1, math.ceil(config.connect_timeout_s / CONNECT_ATTEMPT_S))
     desc.recv_timeout_ms = int(config.recv_timeout_s * 1000)
     desc.http_timeout_ms = int(config.recv_timeout_s * 1000)
     return desc
