@@ -72,6 +72,7 @@ def infer(args) -> dict:
         "head": head,
         "compile_seconds": compile_seconds,
         "cost": result.cost.to_dict(),
+        "offline": result.offline,
     }
     return out
 
@@ -94,6 +95,10 @@ def print_summary(out: dict) -> None:
         f"cost:        {cost['seconds']:.2f} s wall ({where}), "
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
+    if out.get("offline"):
+        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of dealt GeLU randomness (shares sent by the dealer, apart from the above)")
+    elif out.get("dealt_values"):
+        print(f"offline:     {out['dealt_values']:,} values of GeLU randomness dealt by the data owner")
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]
     for op, c in top:
         print(f"  {op:<22} {c['send_bytes'] / 2**20:8.1f} MiB {c['send_actions']:6d} actions {c['seconds']:7.2f} s")

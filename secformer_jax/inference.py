@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import spu.libspu as libspu
 
-from .approx import ApproxSet
+from .approx import ApproxSet, sine
 from .checkpoint import Checkpoint, load_checkpoint
 from .model import BertForSequenceClassification
 from .spu_runner import Cost, Program, Simulation, compile_program
@@ -81,6 +81,18 @@ def load_classifier(model_dir, approx: ApproxSet, max_length: int, log=lambda me
     return checkpoint, head
 
 
+def correlation_tree(config, approx: ApproxSet, batch: int, seq_len: int, rng: np.random.Generator | None = None):
+    """The dealt randomness of every layer's GeLU, as the model's "correlation" collection; with `rng`
+    None, its shapes only (for compiling). None when `approx` needs none. Fresh per inference: reused
+    randomness would reveal differences between inputs."""
+    if not approx.needs_correlation:
+        return None
+    shape = (batch, seq_len, config.intermediate_size)
+    deal = (lambda: sine.dealer(shape, rng)) if rng is not None else (lambda: sine.correlation_shapes(shape))
+    layers = {str(i): {"intermediate": {"gelu": deal()}} for i in range(config.num_hidden_layers)}
+    return {"bert": {"encoder": {"layer": layers}}}
+
+
 def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> tuple[np.ndarray, ...]:
     """The data owner's secret inputs: word one-hots [1, L, V], padding mask [1, L], type one-hots [1, L, T]."""
     eye = partial(np.eye, dtype=np.float32)
@@ -92,11 +104,13 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
 
 
 def logits_fn(config, approx: ApproxSet):
-    """(params, words, mask, types) -> logits [B, num_labels]; words/types as ids or one-hots."""
+    """(params, words, mask, types[, correlation]) -> logits [B, num_labels]; words/types as ids or one-hots;
+    `correlation`: the dealt randomness of a protocol GeLU (`correlation_tree`), None for its reference."""
     model = BertForSequenceClassification(config, approx)
 
-    def logits(params, words, mask, types):
-        return model.apply({"params": params}, words, mask, types)["logits"]
+    def logits(params, words, mask, types, correlation=None):
+        variables = {"params": params} | ({"correlation": correlation} if correlation is not None else {})
+        return model.apply(variables, words, mask, types)["logits"]
 
     return logits
 
@@ -105,8 +119,9 @@ def logits_fn(config, approx: ApproxSet):
 class Result:
     logits: np.ndarray
     plaintext_logits: np.ndarray
-    cost: Cost
+    cost: Cost  # the online phase: the SPU program
     compile_seconds: float
+    offline: dict | None = None  # dealt randomness: {"seconds": dealer time, "send_bytes": shares sent}
 
     @property
     def max_abs_error(self) -> float:
@@ -135,6 +150,8 @@ class PrivateClassifier:
                 jax.ShapeDtypeStruct((1, seq_len), jnp.float32),
                 jax.ShapeDtypeStruct((1, seq_len, c.type_vocab_size), jnp.float32),
             )
+            correlation = correlation_tree(c, self.approx, 1, seq_len)
+            shapes += (correlation,) if correlation is not None else ()
             copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
             program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits")
             self._programs[seq_len] = (program, time.perf_counter() - start)
@@ -152,7 +169,14 @@ class PrivateClassifier:
         """Run privately under `protocol` and return the revealed logits next to the plaintext ones."""
         c = self.checkpoint.config
         simulation = self.simulation(protocol)
-        program, compile_seconds = self.program(encoded.input_ids.shape[1])
+        seq_len = encoded.input_ids.shape[1]
+        program, compile_seconds = self.program(seq_len)
         inputs = one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)
+        offline = None
+        start = time.perf_counter()
+        correlation = correlation_tree(c, self.approx, 1, seq_len, np.random.default_rng())
+        if correlation is not None:
+            inputs += (correlation,)
+            offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(correlation)}
         logits, cost = simulation.run(program, self.checkpoint.params, *inputs)
-        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds)
+        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline)

@@ -156,6 +156,8 @@ class BertIntermediate(nn.Module):
     def __call__(self, hidden):
         c = self.config
         dense = nn.Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        if self.has_variable("correlation", "gelu"):  # dealt randomness for a protocol GeLU (`approx/sine.py`)
+            return self.approx.gelu_fn(dense(hidden), self.get_variable("correlation", "gelu"))
         return self.approx.gelu_fn(dense(hidden))
 
 

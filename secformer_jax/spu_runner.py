@@ -206,6 +206,11 @@ class Simulation:
         self.world_size = PROTOCOLS[protocol][1]
         self.io = spu_api.Io(self.world_size, self.config)
 
+    def share_bytes(self, tree) -> int:
+        """Bytes a dealer sends to give every party its shares of the arrays in `tree` (secret)."""
+        shares = [self.io.make_shares(np.asarray(a), libspu.Visibility.VIS_SECRET) for a in jax.tree_util.tree_leaves(tree)]
+        return sum(len(chunk) for per_party in shares for share in per_party for chunk in share.share_chunks)
+
     def run(self, program: Program, *args) -> tuple[Any, Cost]:
         """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost)."""
         shares = [self.io.make_shares(a, libspu.Visibility.VIS_SECRET) for a in program.flat_inputs(args)]

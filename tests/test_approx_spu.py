@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from secformer_jax.approx import REGISTRY, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt
+from secformer_jax.approx import REGISTRY, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt, sine
 from secformer_jax.inference import SPU_RUNTIME_OPTIONS
 from secformer_jax.spu_runner import Simulation, compile_program
 
@@ -14,7 +14,7 @@ def aby3():
     return lambda fn, *args: sim.run(compile_program(fn, *args), *args)
 
 
-GELU_BOUNDS = {"exact": 1e-3, "puma": 3e-3, "quad": 1e-4, "secformer": 5e-4}
+GELU_BOUNDS = {"exact": 1e-3, "puma": 3e-3, "quad": 1e-4, "secformer": 5e-4, "secformer_poly": 5e-4}  # secformer: no correlation
 SOFTMAX_BOUNDS = {"exact": 5e-3, "puma": 5e-3, "2quad": 5e-5, "secformer": 5e-5}
 LAYERNORM_BOUNDS = {"exact": 2e-3, "puma": 2e-3, "secformer": 1e-3}  # row variances in [2^-6, 2^12]
 
@@ -54,6 +54,35 @@ def test_layernorm_under_spu(aby3, name):
     err = np.abs(out - np.asarray(fn(x, scale, bias)))
     assert err.max() <= 1e-2  # rows of variance ~2^-10: the variance itself has ~8 significant bits
     assert err[var >= 2.0**-6].max() <= LAYERNORM_BOUNDS[name]
+
+
+@pytest.mark.parametrize("protocol", ["aby3", "semi2k"])
+def test_masked_sine_gelu_equals_its_reference(protocol):
+    sim = Simulation(protocol, **SPU_RUNTIME_OPTIONS)
+    f = sine.gelu_secformer_masked
+    x = np.linspace(-8, 8, 2001).astype(np.float32)
+    corr = sine.dealer(x.shape, np.random.default_rng(1))
+    out, cost = sim.run(compile_program(f, x, corr), x, corr)
+    assert np.abs(out - np.asarray(f(x))).max() <= 2e-4
+    # no sine of a secret: the sines are of the public residue, and cost no communication
+    assert all(cost.by_op[op].send_bytes == 0 for op in ("sine", "cosine") if op in cost.by_op)
+
+
+def test_opened_values_are_uniform_and_independent_of_x(aby3):
+    """What the computing parties see: d = x - T. Its residue mod P is uniform on [0, P) whatever x is, and
+    d itself spreads over the whole ring (T is ring-wide), so neither says anything about x."""
+    from scipy import stats
+    from spu.experimental import reveal
+
+    x = np.concatenate([np.full(3000, -6.0), np.full(3000, 0.5), np.linspace(-8, 8, 3000)]).astype(np.float32)
+    corr = sine.dealer(x.shape, np.random.default_rng(2))
+    (residue, opened), _ = aby3(lambda x, c: (sine.masked_residue(x, c), reveal(x - ((c.h_hi * 65536 * 32768 + c.h_lo) * sine.PERIOD).astype(x.dtype) - c.t)), x, corr)
+    np.testing.assert_allclose(residue, np.mod(x.astype(np.float64) - corr.t, sine.PERIOD), atol=1e-5)
+    for part in (residue[:3000], residue[3000:6000], residue[6000:]):  # constant x or not: uniform all the same
+        assert stats.kstest(part / sine.PERIOD, "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(residue[6000:], x[6000:])[0, 1]) < 0.06
+    assert np.median(np.abs(opened)) > 2.0**40  # the fixed-point range is +-2^45: d is spread over the ring
+    assert stats.ks_2samp(opened[:3000], opened[3000:6000]).pvalue > 1e-3
 
 
 def test_goldschmidt_kernels_under_spu(aby3):

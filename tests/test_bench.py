@@ -36,7 +36,7 @@ def test_op_records_are_complete(op_recs):
 
 def test_op_errors_reflect_the_methods(op_recs):
     err = {(r["op"], r["method"]): r["max_abs_error"] for r in op_recs}
-    assert err[("gelu", "puma")] < 0.03 and err[("gelu", "secformer")] < 0.07
+    assert err[("gelu", "puma")] < 0.03 and err[("gelu", "secformer")] < 1e-3
     assert err[("gelu", "mpcformer")] > 1.0  # Quad is not an approximation of GeLU
     assert err[("rsqrt", "secformer")] < 3e-3 and err[("div", "secformer")] < 1e-2
 
@@ -55,6 +55,21 @@ def test_model_categories_and_totals(tiny_model_recs):
         assert 0 <= cats["other"]["send_bytes"] < 0.25 * r["send_bytes"]
         assert r["extrapolated"] and r["measured_layers"] == 1 and r["layers"] == 2
         assert r["max_abs_error"] < 0.05
+        # SecFormer's GeLU runs on dealt randomness: its offline bytes are reported apart from the online cost
+        if r["method"] == "secformer":
+            assert r["offline"]["send_bytes"] > 0
+        else:
+            assert r["offline"] is None
+
+
+def test_offline_randomness_of_the_masked_sine_is_reported_apart():
+    (masked,) = op_records(["gelu"], ["secformer"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
+    (poly,) = op_records(["gelu"], ["secformer_poly"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
+    # the dealer sends, per element, t, two mask words and 2 x 7 sines: one 8-byte share to each of the two
+    # SEMI2K parties (plus a few bytes of serialisation per array)
+    payload = 64 * (3 + 2 * 7) * 2 * 8
+    assert payload <= masked["offline"]["send_bytes"] <= 1.01 * payload
+    assert poly["offline"] is None and masked["send_bytes"] < poly["send_bytes"]
 
 
 @pytest.fixture(scope="module")

@@ -70,10 +70,10 @@ def erf_fourier(z):
     return acc
 
 
-def gelu_secformer(x):
-    """SecFormer's Π_GeLU: 0.5 x (1 + erf(z)), z = x / sqrt 2, with erf = -1 for z < -2.5, +1 for z > 2.5
-    (two comparisons) and `erf_fourier(z)` in between. sin and cos are evaluated on secrets here (the
-    masked-opening sine protocol is a separate piece).
+def gelu_secformer_poly(x):
+    """SecFormer's Π_GeLU with the published series and sin/cos of secrets (the backend's polynomial sine):
+    0.5 x (1 + erf(z)), z = x / sqrt 2, with erf = -1 for z < -2.5, +1 for z > 2.5 (two comparisons) and
+    `erf_fourier(z)` in between. The masked-opening variant (the `secformer` GeLU) is in `sine.py`.
 
     Any x. Max abs error vs the exact GeLU: 5.8e-2 on [-8, 8] (0.5 |x| times the series' erf error;
     float64, 1e-3 grid). Under SPU ABY3 FM64 within 1.9e-4 of this function in float32 on [-30, 30]

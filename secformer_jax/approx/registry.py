@@ -7,15 +7,19 @@ from typing import Callable
 
 from . import gelu as _gelu
 from . import layernorm as _layernorm
+from . import sine as _sine
 from . import softmax as _softmax
 
 # op -> name -> function. Signatures: gelu f(x); softmax f(scores, mask); layernorm f(x, scale, bias, eps).
+# A GeLU in NEEDS_CORRELATION also takes f(x, corr): dealt randomness (see `sine.py`); without it, it
+# computes its ideal functionality (the plaintext reference).
 REGISTRY: dict[str, dict[str, Callable]] = {
     "gelu": {
         "exact": _gelu.gelu_exact,
         "puma": _gelu.gelu_puma,
         "quad": _gelu.gelu_quad,
-        "secformer": _gelu.gelu_secformer,
+        "secformer": _sine.gelu_secformer_masked,
+        "secformer_poly": _gelu.gelu_secformer_poly,
     },
     "softmax": {
         "exact": _softmax.softmax_exact,
@@ -29,6 +33,9 @@ REGISTRY: dict[str, dict[str, Callable]] = {
         "secformer": _layernorm.layernorm_secformer,
     },
 }
+
+
+NEEDS_CORRELATION = {("gelu", "secformer")}
 
 
 def get_approx(op: str, name: str) -> Callable:
@@ -68,6 +75,11 @@ class ApproxSet:
     @property
     def layernorm_fn(self) -> Callable:
         return self.fn("layernorm")
+
+    @property
+    def needs_correlation(self) -> bool:
+        """Whether the GeLU runs a protocol on dealt correlated randomness (`sine.SineCorrelation`)."""
+        return ("gelu", self.gelu) in NEEDS_CORRELATION
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)

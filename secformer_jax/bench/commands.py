@@ -40,7 +40,6 @@ def add_bench_commands(sub) -> None:
     bench = sub.add_parser("bench", help="cost harness: SecFormer vs PUMA vs MPCFormer on one SPU backend")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--methods", type=_csv(METHODS), default=list(METHODS), help="comma-separated: " + ",".join(METHODS))
     common.add_argument("--protocols", type=_csv(PROTOCOLS), default=["aby3"], help="comma-separated: semi2k,cheetah,aby3")
     common.add_argument("--field", default="fm64", choices=["fm64", "fm128"])
     common.add_argument("--lan", default="1000,0.5", help="modelled LAN as MBIT_PER_S,RTT_MS (default 1000,0.5)")
@@ -53,11 +52,17 @@ def add_bench_commands(sub) -> None:
     )
 
     ops = kinds.add_parser("ops", parents=[common], help="GeLU, Softmax, LayerNorm, division, rsqrt per method and protocol")
+    op_methods = sorted({m for case in OPS.values() for m in case.methods})
+    ops.add_argument(
+        "--methods", type=_csv(op_methods), default=list(METHODS),
+        help="comma-separated: " + ",".join(op_methods) + " (secformer_poly: SecFormer's GeLU with sin/cos of secrets)",
+    )
     ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
     ops.add_argument("--shapes", type=_csv(MODEL_OP_SHAPES), default=list(MODEL_OP_SHAPES), help="transformer shape sets")
     ops.add_argument("--sweep", type=_sizes, default=[], help="element counts for a size sweep, e.g. 1536,12288,98304")
 
     model = kinds.add_parser("model", parents=[common], help="BERT end to end with a per-category breakdown")
+    model.add_argument("--methods", type=_csv(METHODS), default=list(METHODS), help="comma-separated: " + ",".join(METHODS))
     model.add_argument("--model", default="bert-base", choices=list(MODELS))
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
@@ -92,11 +97,12 @@ def run_bench(args) -> dict:
 
 def _records(args, networks, runners) -> tuple[list[dict], str]:
     if args.bench_kind == "ops":
-        from .ops import MODEL_OP_SHAPES, op_records, sweep_shape
+        from .ops import MODEL_OP_SHAPES, OPS, op_records, sweep_shape
 
         shape_sets = [(label, MODEL_OP_SHAPES[label]) for label in args.shapes]
         shape_sets += [(f"sweep-{n}", {op: sweep_shape(op, n) for op in args.ops}) for n in args.sweep]
-        total = len(shape_sets) * len(args.ops) * len(args.methods) * len(args.protocols)
+        pairs = sum(m in OPS[op].methods for op in args.ops for m in args.methods)
+        total = len(shape_sets) * pairs * len(args.protocols)
         with tqdm(total=total, desc="bench ops", unit="run") as bar:
             records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update, runners=runners)
         return records, args.name or "ops-" + "-".join(args.protocols)

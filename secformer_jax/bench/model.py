@@ -28,8 +28,8 @@ import numpy as np
 import spu.libspu as libspu
 from transformers import BertConfig
 
-from ..approx import PRESETS, ApproxSet
-from ..inference import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, logits_fn
+from ..approx import PRESETS, ApproxSet, sine
+from ..inference import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, correlation_tree, logits_fn
 from ..model import init_params
 from ..spu_runner import Cost, Simulation, compile_program
 from .network import Network
@@ -89,7 +89,7 @@ def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_le
         ),
         "linear": (linear, (weights, f32(b, l, h), np.full((b, heads, l, l), 1.0 / l, np.float32), f32(b, l, i)), n),
         "softmax": (approx.softmax_fn, (f32(b, heads, l, l) * 3, np.ones((b, 1, 1, l), np.float32)), n),
-        "gelu": (approx.gelu_fn, (f32(b, l, i),), n),
+        "gelu": _gelu_piece(approx, f32(b, l, i), rng, n),
         "layernorm": (
             lambda x, s, bias: approx.layernorm_fn(x, s, bias, config.layer_norm_eps),
             (f32(b, l, h) * 2, np.ones(h, np.float32), np.zeros(h, np.float32)),
@@ -97,6 +97,13 @@ def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_le
         ),
     }
     return {cat: (compile_program(fn, *args, copts=copts, name=cat), args, count) for cat, (fn, args, count) in pieces.items()}
+
+
+def _gelu_piece(approx: ApproxSet, x: np.ndarray, rng: np.random.Generator, count: int):
+    """The GeLU category's (function, arguments, count): with dealt randomness when the GeLU needs it."""
+    if not approx.needs_correlation:
+        return approx.gelu_fn, (x,), count
+    return approx.gelu_fn, (x, sine.dealer(x.shape, rng)), count
 
 
 def _scaled(cost: Cost, k: float) -> dict:
@@ -153,17 +160,25 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     for method in methods:
         approx = PRESETS[method]
         programs = {}
+        dealer_rng = np.random.default_rng(2)
         for n in sorted({measured, 0} if measured < total_layers else {measured}):
             config = model_config(model, n)
             params = jax.tree_util.tree_map(np.asarray, init_params(config, PRESETS["plaintext"]))
             fn = logits_fn(config, approx)
-            programs[n] = (compile_program(fn, params, *inputs, copts=copts, name=f"{model}_{n}"), params, fn)
+            correlation = correlation_tree(config, approx, batch, seq_len, dealer_rng)
+            args = (params, *inputs) + ((correlation,) if correlation is not None else ())
+            programs[n] = (compile_program(fn, *args, copts=copts, name=f"{model}_{n}"), args, fn)
         categories = _category_programs(full, approx, batch, seq_len)
+        one_layer = correlation_tree(model_config(model, 1), approx, batch, seq_len, dealer_rng)
         for protocol in protocols:
             sim = simulations[protocol]
             costs, error = {}, None
-            for n, (program, params, fn) in programs.items():
-                out, costs[n] = sim.run(program, params, *inputs)
+            offline = None
+            if one_layer is not None:  # the dealer's shares, apart from the online cost
+                offline = {"send_bytes": Simulation(protocol, field).share_bytes(one_layer) * total_layers, "what": "dealt GeLU randomness (shares sent by the dealer)"}
+            for n, (program, args, fn) in programs.items():
+                params = args[0]
+                out, costs[n] = sim.run(program, *args)
                 if n == measured:
                     plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
                     error = float(np.max(np.abs(out - plain)))
@@ -183,7 +198,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
                     "extrapolated": measured < total_layers, **cost_fields(total, networks),
-                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
+                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s, "offline": offline,
                 }
             )
     return records

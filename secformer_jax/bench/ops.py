@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from ..approx import get_approx, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt
+from ..approx import get_approx, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt, sine
 from ..approx.softmax import QUAD_SHIFT
 
 DIV_LO, DIV_HI_PER_KEY = 16.0, (128.0 + QUAD_SHIFT) ** 2  # the secformer softmax's public range per key
@@ -53,6 +53,7 @@ class OpCase:
     sample: Callable[[tuple, np.random.Generator], tuple]
     reference: Callable
     relative: bool = False  # report relative instead of absolute error
+    dealt: dict[str, Callable] = dataclasses.field(default_factory=dict)  # method -> (shape, rng) -> dealt randomness
 
 
 def _sample_ln(shape, rng):
@@ -81,9 +82,13 @@ def _goldschmidt_rsqrt(v):
 
 OPS: dict[str, OpCase] = {
     "gelu": OpCase(
-        {"puma": get_approx("gelu", "puma"), "mpcformer": get_approx("gelu", "quad"), "secformer": get_approx("gelu", "secformer")},
+        {
+            "puma": get_approx("gelu", "puma"), "mpcformer": get_approx("gelu", "quad"), "secformer": get_approx("gelu", "secformer"),
+            "secformer_poly": get_approx("gelu", "secformer_poly"),
+        },
         lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32),),
         _gelu_ref,
+        dealt={"secformer": sine.dealer},
     ),
     "softmax": OpCase(
         {"puma": get_approx("softmax", "puma"), "mpcformer": get_approx("softmax", "2quad"), "secformer": get_approx("softmax", "secformer")},
@@ -151,11 +156,13 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
         for op in ops:
             case = OPS[op]
             inputs = case.sample(tuple(shapes[op]), rng)
-            for method in methods:
+            for method in [m for m in methods if m in case.methods]:
                 fn = case.methods[method]
-                program = compile_program(fn, *inputs, name=f"{op}_{method}")
+                dealt = (case.dealt[method](inputs[0].shape, rng),) if method in case.dealt else ()
+                program = compile_program(fn, *inputs, *dealt, name=f"{op}_{method}")
                 for protocol in protocols:
-                    out, cost = simulations[protocol].run(program, *inputs)
+                    out, cost = simulations[protocol].run(program, *inputs, *dealt)
+                    offline = {"send_bytes": Simulation(protocol, field).share_bytes(dealt)} if dealt else None
                     records.append(
                         {
                             "kind": "op", "op": op, "method": method, "protocol": protocol, "field": field,
@@ -163,6 +170,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                             **cost_fields(cost, networks),
                             "max_abs_error": max_error(case, inputs, out),
                             "error_kind": "relative" if case.relative else "absolute",
+                            "offline": offline,
                         }
                     )
                     if progress:

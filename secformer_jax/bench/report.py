@@ -51,7 +51,8 @@ def run_meta(networks) -> dict:
         "spu": spu.__version__ if hasattr(spu, "__version__") else "0.9.5",
         "commit": commit,
         "networks": [n.describe() for n in networks],
-        "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process",
+        "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process; "
+        "offline = shares of dealt randomness sent by the dealer, not in the online columns",
     }
 
 
@@ -79,13 +80,13 @@ def _fmt_s(x):
 
 def model_table(records: list[dict]) -> list[str]:
     lines = [
-        "| model | protocol | method | layers (measured) | wall s | MB sent | send actions | LAN s | WAN s | LAN vs PUMA | bytes vs PUMA | max abs err |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | protocol | method | layers (measured) | wall s | MB sent | send actions | LAN s | WAN s | LAN vs PUMA | bytes vs PUMA | max abs err | offline MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     puma = {(r["model"], r["protocol"]): r for r in records if r["method"] == "puma"}
     for r in records:
         if r["method"] == "plaintext":
-            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} | - | - | - | - | - | - | - |")
+            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} | - | - | - | - | - | - | - | - |")
             continue
         ref = puma.get((r["model"], r["protocol"]))
         lan_ratio = f"{ref['lan_seconds'] / r['lan_seconds']:.2f}x" if ref else "-"
@@ -93,9 +94,15 @@ def model_table(records: list[dict]) -> list[str]:
         lines.append(
             f"| {r['model']} | {r['protocol']} | {r['method']} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
             f"{r['send_bytes'] / MB:,.0f} | {r['send_actions']:,} | {_fmt_s(r['lan_seconds'])} | {_fmt_s(r['wan_seconds'])} | "
-            f"{lan_ratio} | {byte_ratio} | {r['max_abs_error']:.2e} |"
+            f"{lan_ratio} | {byte_ratio} | {r['max_abs_error']:.2e} | {_offline(r)} |"
         )
     return lines
+
+
+def _offline(record: dict) -> str:
+    """MB of dealt randomness (the offline phase, not in the online columns), or - when none."""
+    offline = record.get("offline")
+    return f"{offline['send_bytes'] / MB:,.1f}" if offline else "-"
 
 
 def category_table(records: list[dict]) -> list[str]:
@@ -112,14 +119,14 @@ def category_table(records: list[dict]) -> list[str]:
 
 def op_table(records: list[dict]) -> list[str]:
     lines = [
-        "| op | shape | protocol | method | wall s | MB sent | send actions | LAN ms | WAN s | max err |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| op | shape | protocol | method | wall s | MB sent | send actions | LAN ms | WAN s | max err | offline MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         lines.append(
             f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['protocol']} | {r['method']} | {_fmt_s(r['seconds'])} | "
             f"{r['send_bytes'] / MB:,.2f} | {r['send_actions']:,} | {r['lan_seconds'] * 1e3:,.1f} | {_fmt_s(r['wan_seconds'])} | "
-            f"{r['max_abs_error']:.1e} ({r['error_kind'][:3]}) |"
+            f"{r['max_abs_error']:.1e} ({r['error_kind'][:3]}) | {_offline(r)} |"
         )
     return lines
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 import numpy as np
 from transformers import AutoTokenizer
@@ -37,6 +39,9 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -
             "id2label": {str(k): v for k, v in (getattr(c, "id2label", None) or {}).items()},
             "approx": approx.to_dict(),
             "head": head,
+            # the program's shape facts the data owner needs to deal the GeLU randomness (public)
+            "num_hidden_layers": c.num_hidden_layers,
+            "intermediate_size": c.intermediate_size,
         }
         return program, [np.asarray(w) for w in jax.tree_util.tree_leaves(checkpoint.params)], facts
 
@@ -45,13 +50,25 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -
 
 def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_length: int, tokenizer_dir=None, log=_log) -> dict:
     """The data owner's side of one inference: its result as a dict (logits, prediction, cost)."""
-    from ..inference import encode, one_hot_inputs
+    from ..inference import correlation_tree, encode, one_hot_inputs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_model_dir()))
     encoded = encode(tokenizer, text, text_pair, max_length)  # refuse bad text before anyone connects
-    logits, cost, facts = run_data_owner(
-        config, max_length, lambda facts: list(one_hot_inputs(encoded, facts["vocab_size"], facts["type_vocab_size"])), log
-    )
+    dealt = {}
+
+    def make_inputs(facts):
+        """The one-hots, and the GeLU randomness when the program needs it: the data owner is the dealer (it
+        is no computing party, and knowing the mask tells it nothing: it knows x already)."""
+        inputs = list(one_hot_inputs(encoded, facts["vocab_size"], facts["type_vocab_size"]))
+        shape = SimpleNamespace(num_hidden_layers=facts["num_hidden_layers"], intermediate_size=facts["intermediate_size"])
+        correlation = correlation_tree(shape, ApproxSet(**facts["approx"]), 1, max_length, np.random.default_rng())
+        if correlation is not None:
+            leaves = [np.asarray(a) for a in jax.tree_util.tree_leaves(correlation)]
+            dealt["values"] = sum(a.size for a in leaves)
+            inputs += leaves
+        return inputs
+
+    logits, cost, facts = run_data_owner(config, max_length, make_inputs, log)
     logits = np.asarray(logits)[0]
     labels = facts["id2label"]
     top = str(int(logits.argmax()))
@@ -69,6 +86,7 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         "prediction": None if facts["num_labels"] == 1 else labels.get(top, top),
         "head": facts["head"],
         "cost": cost.to_dict(),
+        "dealt_values": dealt.get("values", 0),
     }
 
 
