@@ -134,6 +134,8 @@ class PrivateClassifier:
 
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64"):
         self.checkpoint, self.approx, self.field = checkpoint, approx, field
+        if approx.needs_correlation:
+            sine.check_field(field)
         self._simulations: dict[str, Simulation] = {}
         self._fn = logits_fn(checkpoint.config, approx)
         self._plain = jax.jit(self._fn)

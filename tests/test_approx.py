@@ -44,6 +44,16 @@ def test_masked_sine_series_is_the_least_squares_fit_for_a_power_of_two_period()
     assert np.abs(series - np.array([math.erf(t / math.sqrt(2)) for t in z])).max() <= 5e-5  # 2.4e-5 in float64
 
 
+def test_masked_sine_refuses_other_fields(tiny_checkpoint):
+    from secformer_jax.checkpoint import load_checkpoint
+    from secformer_jax.inference import PrivateClassifier
+
+    checkpoint = load_checkpoint(tiny_checkpoint[0])
+    with pytest.raises(ValueError, match="needs field fm64"):
+        PrivateClassifier(checkpoint, PRESETS["secformer"], field="fm128")
+    PrivateClassifier(checkpoint, resolve_approx("secformer", gelu="secformer_poly"), field="fm128")  # the other variant is fine
+
+
 def test_dealer_correlation_is_consistent():
     corr = sine.dealer((3, 5), np.random.default_rng(0))
     assert corr.sin.shape == corr.cos.shape == (3, 5, sine.HARMONICS) and corr.h_hi.dtype == np.int32

@@ -48,6 +48,15 @@ def fit_beta(period: float = PERIOD, harmonics: int = HARMONICS, cut: float = X_
     return beta
 
 
+def check_field(field: str) -> None:
+    """Refuse a field other than FM64: the residue is read off FM64's encoding (FRAC_BITS in a 64-bit ring)."""
+    if field != "fm64":
+        raise ValueError(
+            f"the masked-opening sine GeLU (gelu 'secformer') needs field fm64, got {field!r}; "
+            "use --gelu secformer_poly (sin/cos of secrets) for other fields"
+        )
+
+
 class SineCorrelation(NamedTuple):
     """One GeLU call's dealt randomness, each field shaped like x (sin/cos with a trailing harmonic axis)."""
 

@@ -159,6 +159,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     ids, inputs = _inputs(full, batch, seq_len, 0)
     for method in methods:
         approx = PRESETS[method]
+        if approx.needs_correlation:
+            sine.check_field(field)
         programs = {}
         dealer_rng = np.random.default_rng(2)
         for n in sorted({measured, 0} if measured < total_layers else {measured}):

@@ -149,6 +149,8 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     for op in ops:
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}; choose from: {', '.join(OPS)}")
+        if any(m in OPS[op].dealt for m in methods):
+            sine.check_field(field)
     simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     records = []
     rng = np.random.default_rng(seed)
