@@ -134,6 +134,8 @@ def test_bench_bad_arguments_are_refused(argv, message, capsys):
         (["bench", "model", "--model", "bert-tiny", "--seq-len", "1000"], "exceeds 512 positions"),
         (["bench", "ops", "--ops", "softmax", "--sweep", "100"], "not a multiple of softmax's row width 128"),
         (["bench", "ops", "--lan", "fast"], "MBIT_PER_S,RTT_MS"),
+        (["bench", "ops", "--cluster", "spu_configs/2pc_semi2k.json", "--protocols", "aby3"], "runs semi2k; --protocols aby3 does not match"),
+        (["bench", "ops", "--ops", "gelu", "--methods", "secformer", "--field", "fm128"], "needs field fm64"),
     ],
 )
 def test_bench_bad_values_give_clear_errors(tmp_path, argv, message, capsys):

@@ -40,7 +40,7 @@ def add_bench_commands(sub) -> None:
     bench = sub.add_parser("bench", help="cost harness: SecFormer vs PUMA vs MPCFormer on one SPU backend")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--protocols", type=_csv(PROTOCOLS), default=["aby3"], help="comma-separated: semi2k,cheetah,aby3")
+    common.add_argument("--protocols", type=_csv(PROTOCOLS), help="comma-separated: semi2k,cheetah,aby3 (default: aby3, or the --cluster config's)")
     common.add_argument("--field", default="fm64", choices=["fm64", "fm128"])
     common.add_argument("--lan", default="1000,0.5", help="modelled LAN as MBIT_PER_S,RTT_MS (default 1000,0.5)")
     common.add_argument("--wan", default="100,40", help="modelled WAN as MBIT_PER_S,RTT_MS (default 100,40)")
@@ -83,12 +83,13 @@ def run_bench(args) -> dict:
             from ..cluster import LocalCluster, load_config
 
             protocol = load_config(args.cluster).protocol
-            if args.protocols != [protocol] and args.protocols != ["aby3"]:  # ["aby3"]: the default, not a choice
+            if args.protocols not in (None, [protocol]):
                 raise ValueError(f"--cluster {args.cluster} runs {protocol}; --protocols {','.join(args.protocols)} does not match")
             args.protocols = [protocol]
             runners = {protocol: stack.enter_context(LocalCluster(args.cluster))}
             meta["runner"] = f"cluster {args.cluster} (one process per party, loopback links)"
         else:
+            args.protocols = args.protocols or ["aby3"]
             meta["runner"] = "simulation (all parties in one process)"
         records, name = _records(args, networks, runners)
     path = save(args.out, name, meta, records)

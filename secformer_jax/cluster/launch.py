@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,9 +34,13 @@ def node_command(config_path, party: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "secformer_jax.cli", "node", "--config", str(config_path), "--party", party, *extra]
 
 
+_SPU_LOG_LINE = re.compile(r"^\[?\d{4}-\d\d-\d\d \d")  # SPU/brpc's own timestamped log lines
+
+
 def _tail(path: Path, lines: int = 8) -> str:
+    """The end of a process's log: our messages and tracebacks, without SPU's timestamped log lines."""
     text = path.read_text(errors="replace") if path.exists() else ""
-    keep = [l for l in text.splitlines() if l.strip() and "[info]" not in l]
+    keep = [l for l in text.splitlines() if l.strip() and not _SPU_LOG_LINE.match(l)]
     return "\n".join("    " + l for l in keep[-lines:])
 
 
