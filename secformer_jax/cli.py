@@ -1,5 +1,6 @@
 """`secformer` command line: `infer` (one private BERT inference, parties simulated in one process), `node` and
-`launch` (the same inference with one process per party over real links) and `bench` (the cost harness)."""
+`launch` (the same inference with one process per party over real links), `bench` (the cost harness) and
+`finetune`, `distill`, `eval`, `accuracy-report` (GLUE accuracy: teachers, distilled students, SPU checks)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from .approx import PRESETS, REGISTRY, resolve_approx
 from .bench.commands import add_bench_commands, run_bench
 from .cluster.commands import add_cluster_commands, approx_flags
+from .glue.commands import COMMANDS as GLUE_COMMANDS
+from .glue.commands import add_glue_commands, print_glue, run_glue
 from .spu_runner import FIELDS, PROTOCOLS
 
 
@@ -34,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--json", type=Path, help="write the result as JSON here")
     add_cluster_commands(sub)
     add_bench_commands(sub)
+    add_glue_commands(sub)
     return parser
 
 
@@ -127,11 +131,15 @@ def _cluster(args) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     from .cluster import LaunchError, PeerError
 
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bench":
             done = run_bench(args)
             print(f"wrote {done['records']} records to {done['path']}; report: {done['report']}")
+            return 0
+        if args.command in GLUE_COMMANDS:
+            print_glue(args, run_glue(args, argv))
             return 0
         out = _cluster(args) if args.command in ("node", "launch") else infer(args)
     except (ValueError, FileNotFoundError, LaunchError, PeerError) as e:

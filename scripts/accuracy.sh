@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GLUE accuracy table (results/ACCURACY.md) from real runs: for each task, fine-tune a MiniLM teacher,
+# distil the MPCFormer and SecFormer students, evaluate teacher / PUMA / MPCFormer / SecFormer on the full
+# dev split in plaintext and on an evenly spaced dev subset under SPU ABY3. A budget recipe sized for a
+# 2-core machine (see WORKSPACE.md); every step is skipped when its output exists, so a rerun resumes.
+# Usage: scripts/accuracy.sh [TASK ...]   (default: CoLA SST-2 STS-B MRPC RTE)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S="${SECFORMER:-.venv/bin/secformer}"
+RUNS="${RUNS:-runs}"          # checkpoints (not committed)
+OUT="${OUT:-results/accuracy}" # JSON per step (committed)
+SPU_SEC="${SPU_SEC:-8}"        # SPU examples for SecFormer
+SPU_OTHER="${SPU_OTHER:-4}"    # SPU examples for PUMA and MPCFormer
+mkdir -p "$RUNS" "$OUT"
+
+teacher_args() {  # epochs and train subset per task
+  case "$1" in
+    SST-2) echo "--epochs 2 --max-train 8000" ;;
+    *) echo "--epochs 2" ;;
+  esac
+}
+
+step() {  # step OUTPUT_FILE COMMAND...: run unless OUTPUT_FILE exists
+  local done="$1"; shift
+  if [[ -e "$done" ]]; then echo "== skip (done): $*"; return; fi
+  echo "== $(date -u +%H:%M:%S) $*"
+  "$@"
+}
+
+tasks=("$@")
+[[ ${#tasks[@]} -gt 0 ]] || tasks=(CoLA SST-2 STS-B MRPC RTE)
+for t in "${tasks[@]}"; do
+    step "$RUNS/$t-teacher/secformer.json" $S finetune --task "$t" --out "$RUNS/$t-teacher" $(teacher_args "$t") \
+      --json "$OUT/train/$t-teacher.json"
+    for student in mpcformer secformer; do
+      step "$RUNS/$t-$student/secformer.json" $S distill --task "$t" --teacher "$RUNS/$t-teacher" --student "$student" \
+        --out "$RUNS/$t-$student" --max-train 2000 --stage1-lr 1e-4 --stage2-lr 5e-5 --json "$OUT/train/$t-$student.json"
+    done
+    step "$OUT/$t-teacher.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx plaintext --json "$OUT/$t-teacher.json"
+    step "$OUT/$t-puma.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx puma --spu-examples "$SPU_OTHER" --json "$OUT/$t-puma.json"
+    step "$OUT/$t-mpcformer.json" $S eval --task "$t" --model "$RUNS/$t-mpcformer" --approx mpcformer --spu-examples "$SPU_OTHER" --json "$OUT/$t-mpcformer.json"
+    step "$OUT/$t-secformer.json" $S eval --task "$t" --model "$RUNS/$t-secformer" --approx secformer --spu-examples "$SPU_SEC" --json "$OUT/$t-secformer.json"
+done
+$S accuracy-report --runs "$OUT" --out results/ACCURACY.md

@@ -1,0 +1,119 @@
+"""GLUE dev metrics of a checkpoint under one approximation set: in plaintext on the whole split, and under
+SPU on an evenly spaced subset, compared example by example with the plaintext run.
+
+Plaintext uses exactly the functions the SPU program computes (a protocol GeLU without its dealt
+randomness computes its ideal functionality), so disagreement under SPU measures fixed-point and protocol
+error only. Label agreement: the share of subset examples whose SPU label equals the plaintext label
+(for STS-B, a regression, the largest score difference is the check instead).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..approx import PRESETS, resolve_approx
+from ..checkpoint import load_checkpoint
+from ..inference import Encoded, PrivateClassifier, logits_fn
+from .batches import Tokenized, bucket, eval_batches, tokenize
+from .finetune import read_metadata
+from .tasks import compute_metrics, get_task, predictions, read_task
+
+
+def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> np.ndarray:
+    """Logits [N, num_labels] of every example, in plain JAX under `approx`, in the examples' order."""
+    fn = jax.jit(logits_fn(checkpoint.config, approx))
+    out = np.zeros((len(data), checkpoint.config.num_labels), np.float32)
+    for batch in tqdm(list(eval_batches(data, batch_size)), desc="plaintext dev", unit="batch", leave=False):
+        logits = np.asarray(fn(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids))
+        real = batch.index >= 0
+        out[batch.index[real]] = logits[real]
+    return out
+
+
+def subset(n: int, total: int) -> np.ndarray:
+    """`n` evenly spaced example indices out of `total` (dev files are often sorted by source or label)."""
+    if n > total:
+        raise ValueError(f"asked for {n} SPU examples, the split has {total}")
+    return np.unique(np.linspace(0, total - 1, n).round().astype(int))
+
+
+def encoded(data: Tokenized, i: int) -> Encoded:
+    """Example `i` padded to its bucket length, as `PrivateClassifier` takes it."""
+    ids, types = data.ids[i], data.types[i]
+    length = bucket(len(ids), data.max_length)
+    pad = lambda x: np.pad(x, (0, length - len(x)))[None].astype(np.int32)
+    return Encoded(pad(ids), pad(np.ones_like(ids)), pad(types), [])
+
+
+def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: str, field: str) -> dict:
+    """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding)."""
+    classifier = PrivateClassifier(checkpoint, approx, field)
+    classifier.simulation(protocol)
+    private, plain, send_bytes, seconds, compile_seconds = [], [], [], [], {}
+    for i in tqdm(index, desc=f"SPU {protocol}", unit="example", leave=False):
+        enc = encoded(data, int(i))
+        length = enc.input_ids.shape[1]
+        if length not in compile_seconds:
+            compile_seconds[length] = classifier.program(length)[1]
+        result = classifier(enc, protocol)
+        private.append(result.logits[0])
+        plain.append(result.plaintext_logits[0])
+        send_bytes.append(result.cost.send_bytes)
+        seconds.append(result.cost.seconds)
+    return {"private": np.array(private), "plaintext": np.array(plain), "send_bytes": send_bytes,
+            "seconds": seconds, "compile_seconds": compile_seconds}
+
+
+def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = None, max_length: int = 128,
+             glue_dir=None, spu_examples: int = 0, protocol: str = "aby3", field: str = "fm64",
+             max_examples: int | None = None, overrides: dict | None = None) -> dict:
+    """Dev metrics of `model_dir` on `task_name` under a preset (default: the one its `secformer.json` names,
+    else plaintext), in plaintext and, with `spu_examples` > 0, under SPU on that many examples."""
+    task = get_task(task_name)
+    metadata = read_metadata(model_dir)
+    if metadata.get("task") not in (None, task.name):
+        raise ValueError(f"{model_dir} was trained on {metadata['task']}, not {task.name}")
+    preset = approx_preset or metadata.get("evaluate_with") or "plaintext"
+    approx = resolve_approx(preset, **(overrides or {}))
+    checkpoint = load_checkpoint(model_dir)
+    if not checkpoint.has_classifier or checkpoint.config.num_labels != task.num_labels:
+        raise ValueError(f"{model_dir} has no {task.name} classifier ({task.num_labels} outputs): fine-tune or distil it first")
+    if max_length > checkpoint.config.max_position_embeddings:
+        raise ValueError(f"--max-length {max_length} exceeds the model's {checkpoint.config.max_position_embeddings} positions")
+    examples = read_task(task.name, "dev", glue_dir)
+    if max_examples is not None:
+        examples = examples.take(range(min(max_examples, len(examples))))
+    data = tokenize(checkpoint.tokenizer, examples, max_length)
+
+    start = time.perf_counter()
+    logits = plaintext_logits(checkpoint, approx, data)
+    preds = predictions(task, logits)
+    out = {
+        "task": task.name, "model": str(model_dir), "preset": preset, "approx": approx.to_dict(),
+        "role": metadata.get("role"), "method": metadata.get("method"), "max_length": max_length,
+        "examples": len(data), "truncated_examples": data.truncated,
+        "metrics": compute_metrics(task, preds, examples.labels), "main_metric": task.metrics[0],
+        "plaintext_seconds": time.perf_counter() - start,
+        "training": {k: metadata[k] for k in ("train_examples", "seconds", "evaluate_with", "trained_with") if k in metadata},
+        "spu": None,
+    }
+    if spu_examples > 0:
+        index = subset(spu_examples, len(data))
+        run = run_spu(checkpoint, approx, data, index, protocol, field)
+        spu_preds, plain_preds = predictions(task, run["private"]), predictions(task, run["plaintext"])
+        labels = examples.labels[index]
+        out["spu"] = {
+            "protocol": protocol, "field": field, "examples": len(index), "indices": index.tolist(),
+            "metrics": compute_metrics(task, spu_preds, labels),
+            "plaintext_metrics": compute_metrics(task, plain_preds, labels),
+            "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),
+            "max_abs_logit_error": float(np.max(np.abs(run["private"] - run["plaintext"]))),
+            "mean_send_bytes": float(np.mean(run["send_bytes"])), "mean_seconds": float(np.mean(run["seconds"])),
+            "compile_seconds": run["compile_seconds"],
+        }
+    return out
