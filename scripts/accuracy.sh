@@ -34,7 +34,7 @@ for t in "${tasks[@]}"; do
       --json "$OUT/train/$t-teacher.json"
     for student in mpcformer secformer; do
       step "$RUNS/$t-$student/secformer.json" $S distill --task "$t" --teacher "$RUNS/$t-teacher" --student "$student" \
-        --out "$RUNS/$t-$student" --max-train 2000 --stage1-lr 1e-4 --stage2-lr 5e-5 --json "$OUT/train/$t-$student.json"
+        --out "$RUNS/$t-$student" --max-train 2000 --stage1-epochs 2 --stage1-lr 1e-4 --stage2-lr 5e-5 --json "$OUT/train/$t-$student.json"
     done
     step "$OUT/$t-teacher.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx plaintext --json "$OUT/$t-teacher.json"
     step "$OUT/$t-puma.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx puma --spu-examples "$SPU_OTHER" --json "$OUT/$t-puma.json"

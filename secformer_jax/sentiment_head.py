@@ -13,7 +13,6 @@ the standardisation is folded back into the classifier's kernel and bias.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -27,30 +26,11 @@ from tqdm.auto import tqdm
 
 from .approx import ApproxSet
 from .checkpoint import Checkpoint
+from .glue.tasks import read_task
 from .model import BertForSequenceClassification
 
 LABELS = {0: "negative", 1: "positive"}
 HEAD_VERSION = 2  # bump when the fitting procedure changes, to invalidate caches
-
-
-def default_glue_dir() -> Path:
-    """`$SECFORMER_GLUE_DIR`, else `../shared/data/glue` beside the repository."""
-    env = os.environ.get("SECFORMER_GLUE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
-
-
-def read_sst2(split: str, glue_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """SST-2 sentences and labels of `split` ('train' or 'dev'); tab-separated, no quoting."""
-    path = (glue_dir or default_glue_dir()) / "SST-2" / f"{split}.tsv"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"SST-2 {split} data not found at {path}; set SECFORMER_GLUE_DIR to a glue_data-style directory"
-        )
-    with path.open(encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header, rows = rows[0], rows[1:]
-    s, l = header.index("sentence"), header.index("label")
-    return [r[s] for r in rows], np.array([int(r[l]) for r in rows], np.int32)
 
 
 def pooled_features(checkpoint: Checkpoint, approx: ApproxSet, texts: list[str], max_length: int, batch: int = 64, desc: str = "") -> np.ndarray:
@@ -110,11 +90,13 @@ def attach_sentiment_head(
         saved = np.load(path)
         kernel, bias, dev_accuracy = saved["kernel"], saved["bias"], float(saved["dev_accuracy"])
     else:
-        texts, labels = read_sst2("train")
+        train = read_task("SST-2", "train")
+        texts, labels = train.text_a, train.labels
         order = np.random.default_rng(0).permutation(len(texts))[:n_train]
         feats = pooled_features(checkpoint, approx, [texts[i] for i in order], max_length, desc="fitting SST-2 head")
         kernel, bias = fit_logistic(feats, labels[order])
-        dev_texts, dev_labels = read_sst2("dev")
+        dev = read_task("SST-2", "dev")
+        dev_texts, dev_labels = dev.text_a, dev.labels
         dev_feats = pooled_features(checkpoint, approx, dev_texts[:n_dev], max_length, desc="SST-2 dev accuracy")
         dev_accuracy = float(np.mean((dev_feats @ kernel + bias).argmax(-1) == dev_labels[:n_dev]))
         path.parent.mkdir(parents=True, exist_ok=True)

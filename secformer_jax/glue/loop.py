@@ -2,7 +2,7 @@
 
 `fit` runs AdamW (weight decay 0.01, gradient clipping at 1.0) with a linear warm-up over the first 10% of
 steps and a linear decay to 0, over the length-bucketed batches of `batches.train_batches`. Every
-`save_every` steps and at the end it writes the parameters, optimiser state and step to `state_dir`; a
+`save_every` steps, at the end, and when interrupted (Ctrl-C or an error) it writes the parameters, optimiser state and step to `state_dir`; a
 later call with the same settings resumes from there (the batch order is a function of the seed and the
 epoch, so a resumed run sees the batches the interrupted one would have). Settings that differ from the
 saved ones are an error rather than a silent mix of two runs.
@@ -112,24 +112,31 @@ def fit(loss_fn: LossFn, params, aux, data: Tokenized, hyper: Hyper, state_dir: 
     key = jax.random.PRNGKey(hyper.seed)
     start, epoch_losses = time.perf_counter(), []
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True)
-    while step < total:
-        epoch, offset = divmod(step, per_epoch)
-        for index in train_batches(data, hyper.batch_size, hyper.seed, epoch)[offset:]:
-            if step >= total:
-                break
-            batch = batch_arrays(make_batch(data, index, hyper.batch_size))
-            params, opt_state, loss = train_step(params, opt_state, aux, batch, jax.random.fold_in(key, step))
-            step += 1
-            epoch_losses.append(float(loss))
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(epoch_losses[-50:]):.4f}")
-            if step % save_every == 0 and step < total:
-                history["seconds"] += time.perf_counter() - start
-                start = time.perf_counter()
-                save()
-        history["epoch_loss"].append(float(np.mean(epoch_losses)) if epoch_losses else None)
-        epoch_losses = []
-    bar.close()
+    try:
+        while step < total:
+            epoch, offset = divmod(step, per_epoch)
+            for index in train_batches(data, hyper.batch_size, hyper.seed, epoch)[offset:]:
+                if step >= total:
+                    break
+                batch = batch_arrays(make_batch(data, index, hyper.batch_size))
+                params, opt_state, loss = train_step(params, opt_state, aux, batch, jax.random.fold_in(key, step))
+                step += 1
+                epoch_losses.append(float(loss))
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(epoch_losses[-50:]):.4f}")
+                if step % save_every == 0 and step < total:
+                    history["seconds"] += time.perf_counter() - start
+                    start = time.perf_counter()
+                    save()
+            history["epoch_loss"].append(float(np.mean(epoch_losses)) if epoch_losses else None)
+            epoch_losses = []
+    except BaseException:  # Ctrl-C or a failure: keep what was done, a rerun resumes from here
+        if step > 0:
+            history["seconds"] += time.perf_counter() - start
+            save()
+        raise
+    finally:
+        bar.close()
     history["seconds"] += time.perf_counter() - start
     if "final_loss" not in history:
         history["final_loss"] = mean_loss(loss_fn, params, aux, data, hyper.batch_size)
