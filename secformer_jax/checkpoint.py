@@ -153,17 +153,20 @@ def load_config(path: Path, num_labels: int | None = None) -> BertConfig:
     return config
 
 
-def load_checkpoint(path: str | Path | None = None, num_labels: int | None = None, seed: int = 0) -> Checkpoint:
+def load_checkpoint(path: str | Path | None = None, num_labels: int | None = None, seed: int = 0, drop_classifier: bool = False) -> Checkpoint:
     """Load a BERT checkpoint directory (default: the embedded MiniLM) as our parameter tree.
 
-    Encoder-only checkpoints get a randomly initialised classifier with `num_labels` outputs and
-    `has_classifier=False`; a checkpoint whose classifier has another width than `num_labels` is an error.
+    Encoder-only checkpoints (and any with `drop_classifier`) get a randomly initialised classifier with
+    `num_labels` outputs and `has_classifier=False`; a checkpoint whose classifier has another width than
+    `num_labels` is an error.
     """
     path = default_model_dir() if path is None else Path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} does not exist")
     config = load_config(path, num_labels)
     loaded = _read_weights(path)
+    if drop_classifier:
+        loaded = {k: v for k, v in loaded.items() if k[0] != "classifier"}
     has_classifier = ("classifier", "kernel") in loaded
     if has_classifier and num_labels is None:
         config.num_labels = loaded[("classifier", "kernel")].shape[1]

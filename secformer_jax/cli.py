@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 def infer(args) -> dict:
     from .inference import PrivateClassifier, encode, load_classifier
 
+    from .glue.finetune import read_metadata
+
     approx = resolve_approx(args.approx, gelu=args.gelu, softmax=args.softmax, layernorm=args.layernorm)
+    meant = read_metadata(args.model).get("evaluate_with") if args.model is not None else None
+    if meant is not None and meant != args.approx:
+        _log(f"note: {args.model} was trained for --approx {meant}; running it with --approx {args.approx}")
     checkpoint, head = load_classifier(args.model, approx, args.max_length, _log)
     config = checkpoint.config
     encoded = encode(checkpoint.tokenizer, args.text, args.text_pair, args.max_length)

@@ -15,7 +15,6 @@ from secformer_jax.glue.evaluate import evaluate, subset
 from secformer_jax.glue.finetune import finetune, read_metadata
 from secformer_jax.glue.loop import Hyper
 
-from .conftest import tiny_config
 
 SHARED = tasks.default_glue_dir()
 needs_glue = pytest.mark.skipif(not SHARED.exists(), reason=f"GLUE data not found at {SHARED}")
@@ -91,7 +90,7 @@ def test_read_task_errors(tmp_path):
 # -- batching --------------------------------------------------------------------------------------------
 
 def test_buckets_and_batches(minilm_tokenizer):
-    words = ["good"] * 5 + ["a b c d e f g h i j k l m n o p q r s t"] * 3 + ["word " * 60] * 2
+    words = ["good"] * 5 + ["a b c d e f g h i j k l m n o p q r s t"] * 3 + ["word " * 80] * 2
     examples = tasks.Examples(tasks.TASKS["SST-2"], words, None, np.arange(10, dtype=np.int32) % 2)
     data = batches.tokenize(minilm_tokenizer, examples, 64)
     assert data.truncated == 2 and max(len(x) for x in data.ids) == 64
@@ -142,7 +141,7 @@ def tiny_glue(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory, tiny_checkpoint, tiny_glue):
     out = tmp_path_factory.mktemp("runs") / "teacher"
-    meta = finetune("SST-2", out, tiny_checkpoint[0], Hyper(3, 1e-3, batch_size=16), max_length=32, glue_dir=tiny_glue)
+    meta = finetune("SST-2", out, tiny_checkpoint[0], Hyper(20, 2e-3, batch_size=16), max_length=32, glue_dir=tiny_glue)
     return out, meta
 
 
@@ -150,7 +149,7 @@ def test_finetune_learns_and_saves(tiny_teacher, tiny_glue):
     out, meta = tiny_teacher
     hist = meta["history"]
     assert hist["final_loss"] < 0.5 * hist["initial_loss"], hist
-    assert hist["steps"] == 18 and len(hist["epoch_loss"]) == 3
+    assert hist["steps"] == 120 and len(hist["epoch_loss"]) == 20
     assert read_metadata(out)["role"] == "teacher" and not (out / "train_state").exists()
     ckpt = load_checkpoint(out)
     assert ckpt.has_classifier and ckpt.config.id2label == {0: "negative", 1: "positive"}
@@ -163,14 +162,15 @@ def test_finetune_learns_and_saves(tiny_teacher, tiny_glue):
 
 
 class FailingIds(list):
-    """Token ids that fail when example `stop` is batched: a run interrupted mid-epoch."""
+    """Token ids that raise KeyboardInterrupt (as Ctrl-C would) on their `fail_at`-th lookup."""
 
-    def __init__(self, ids, stop):
+    def __init__(self, ids, fail_at):
         super().__init__(ids)
-        self.stop = stop
+        self.lookups, self.fail_at = 0, fail_at
 
     def __getitem__(self, i):
-        if i == self.stop:
+        self.lookups += 1
+        if self.lookups == self.fail_at:
             raise KeyboardInterrupt
         return super().__getitem__(i)
 
@@ -191,8 +191,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, tiny_checkpoint, t
 
     hyper = Hyper(2, 1e-3, batch_size=16)
     straight, _ = fit(loss_fn, ckpt.params, None, data, hyper, tmp_path / "a", "straight")
-    third_batch = batches.train_batches(data, 16, 0, 0)[2]
-    broken = batches.Tokenized(data.examples, FailingIds(data.ids, int(third_batch[0])), data.types, data.max_length, 0)
+    # make_batch looks every example up 3 times: 96 examples for the initial loss, then 16 per step -> fails in step 3
+    broken = batches.Tokenized(data.examples, FailingIds(data.ids, 3 * 96 + 3 * 2 * 16 + 1), data.types, data.max_length, 0)
     with pytest.raises(KeyboardInterrupt):
         fit(loss_fn, ckpt.params, None, broken, hyper, tmp_path / "b", "interrupted")
     saved = json.loads((tmp_path / "b" / "progress.json").read_text())

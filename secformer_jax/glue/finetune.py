@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from ..approx import PRESETS, ApproxSet
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
 from ..model import BertForSequenceClassification
 from .batches import Tokenized, tokenize
 from .loop import Hyper, discard_state, fit
@@ -89,14 +89,16 @@ def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = Non
     """Fine-tune `model_dir` on `task_name` and save the teacher to `out`; returns its metadata."""
     task, out = get_task(task_name), Path(out)
     prepare_out(out, restart)
-    checkpoint = load_checkpoint(model_dir, num_labels=task.num_labels)
+    start = time.perf_counter()
+    # a classifier for another label set (e.g. an SST-2 model fine-tuned on STS-B) is replaced by a fresh one
+    other_head = load_config(Path(model_dir) if model_dir is not None else default_model_dir()).num_labels != task.num_labels
+    checkpoint = load_checkpoint(model_dir, num_labels=task.num_labels, drop_classifier=other_head)
     data = training_data(checkpoint, task, max_length, max_train, glue_dir, hyper.seed)
     model = BertForSequenceClassification(checkpoint.config, approx)
 
     def loss_fn(params, _aux, batch, rng):
         return task_loss(task, apply_model(model, params, batch, rng)["logits"], batch["labels"], batch["weights"])
 
-    start = time.perf_counter()
     params, history = fit(loss_fn, checkpoint.params, None, data, hyper, out / STATE_DIR, f"finetune {task.name}")
     metadata = {
         "task": task.name, "role": "teacher", "method": None, "base_model": str(checkpoint.path),

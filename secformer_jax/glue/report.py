@@ -101,23 +101,29 @@ def render(runs: dict) -> str:
     return "\n".join(out)
 
 
-def plot(runs: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw(runs: dict, ax) -> None:
+    """Grouped bars: each task's main metric per method, on a matplotlib axis."""
     import numpy as np
 
     tasks = [t for t in TASKS if any((m, t) in runs for m in METHODS)]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / len(METHODS)
     for i, m in enumerate(METHODS):
         values = [_main(runs.get((m, t))) or 0.0 for t in tasks]
         ax.bar(np.arange(len(tasks)) + i * width, values, width, label=m)
     ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, [f"{t}\n({TASKS[t].metrics[0]})" for t in tasks])
     ax.set_ylabel("dev metric, %")
-    ax.set_title("GLUE dev, MiniLM-L6-H384, plaintext with each method's approximations")
+    ax.set_title("GLUE dev, plaintext with each method's approximations")
     ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+
+
+def plot(runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    draw(runs, ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
