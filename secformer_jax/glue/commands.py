@@ -98,7 +98,10 @@ def run_glue(args, argv: list[str]) -> dict:
         overrides = {op: getattr(args, op) for op in REGISTRY if getattr(args, op) is not None}
         out = evaluate(args.task, args.model, args.approx, args.max_length, args.glue_dir, args.spu_examples,
                        args.protocol, args.field, args.max_examples, overrides)
-    out = {"command": "secformer " + shlex.join(argv)} | out
+    from ..bench.report import run_meta
+
+    meta = run_meta([])
+    out = {"command": "secformer " + shlex.join(argv)} | {k: meta[k] for k in ("date", "machine", "commit")} | out
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

@@ -88,7 +88,9 @@ def render(runs: dict) -> str:
             steps = " + ".join(str(h["steps"]) for h in stages)
             losses = "; ".join(f"{h['initial_loss']:.3f} -> {h['final_loss']:.3f}" for h in stages)
             out.append(f"| {t} | {m} | {train['train_examples']} | {steps} | {train['seconds']:.0f} | {losses} |")
-    out += ["", "## Commands", "", "```"]
+    commits = sorted({run.get("commit", "not recorded") for run in runs.values()})
+    out += ["", "## Commands", "", f"Code: commit {', '.join(commits)}; machine: "
+            f"{next((r['machine'] for r in runs.values() if 'machine' in r), 'not recorded')}.", "", "```"]
     seen = set()
     for t in tasks:
         for m in METHODS:
