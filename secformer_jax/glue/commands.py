@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_glue(args, argv: list[str]) -> dict:
     """Run one of COMMANDS (parsed from `argv`); returns what it prints (and writes with --json), with the
     command line that made it."""
@@ -78,6 +83,8 @@ def run_glue(args, argv: list[str]) -> dict:
         from .report import write_accuracy_report
 
         return write_accuracy_report(args.runs, args.out)
+    if args.command in ("finetune", "distill"):  # `kill` saves the run's state like Ctrl-C (fit catches both)
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "finetune":
         from .finetune import finetune
 
