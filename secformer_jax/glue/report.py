@@ -91,14 +91,10 @@ def render(runs: dict) -> str:
     commits = sorted({run.get("commit", "not recorded") for run in runs.values()})
     out += ["", "## Commands", "", f"Code: commit {', '.join(commits)}; machine: "
             f"{next((r['machine'] for r in runs.values() if 'machine' in r), 'not recorded')}.", "", "```"]
-    seen = set()
-    for t in tasks:
-        for m in METHODS:
-            run = runs.get((m, t))
-            for cmd in ((run or {}).get("train") or {}).get("command"), (run or {}).get("command"):
-                if cmd and cmd not in seen:
-                    seen.add(cmd)
-                    out.append(cmd)
+    for t in tasks:  # per task: training (teacher, students), then the evaluations
+        found = [runs.get((m, t)) or {} for m in METHODS]
+        commands = [(r.get("train") or {}).get("command") for r in found] + [r.get("command") for r in found]
+        out += [c for c in commands if c]
     out += ["```", ""]
     return "\n".join(out)
 
