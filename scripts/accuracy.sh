@@ -2,7 +2,7 @@
 # The GLUE accuracy table (results/ACCURACY.md) from real runs: for each task, fine-tune a MiniLM teacher,
 # distil the MPCFormer and SecFormer students, evaluate teacher / PUMA / MPCFormer / SecFormer on the full
 # dev split in plaintext and on an evenly spaced dev subset under SPU ABY3. A budget recipe sized for a
-# 2-core machine (see WORKSPACE.md); every step is skipped when its output exists, so a rerun resumes.
+# 2-core machine (about 2 hours; see WORKSPACE.md); every step is skipped when its output exists, so a rerun resumes.
 # Usage: scripts/accuracy.sh [TASK ...]   (default: CoLA SST-2 STS-B MRPC RTE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
