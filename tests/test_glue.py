@@ -260,6 +260,8 @@ def test_eval_under_spu_agrees_with_plaintext(tiny_students, tiny_glue):
     assert spu["indices"] == subset(3, 24).tolist() == [0, 12, 23]
     assert spu["agreement"] == 1.0 and spu["max_abs_logit_error"] < 1e-2
     assert spu["mean_send_bytes"] > 0 and set(spu["compile_seconds"]) == {16}
+    with pytest.raises(ValueError, match="--spu-examples must be >= 0"):
+        evaluate("SST-2", out, glue_dir=tiny_glue, spu_examples=-1)
     with pytest.raises(ValueError, match="asked for 30 SPU examples, the split has 24"):
         evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, spu_examples=30)
 

@@ -75,6 +75,8 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
     """Dev metrics of `model_dir` on `task_name` under a preset (default: the one its `secformer.json` names,
     else plaintext), in plaintext and, with `spu_examples` > 0, under SPU on that many examples."""
     task = get_task(task_name)
+    if spu_examples < 0 or (max_examples is not None and max_examples < 1):
+        raise ValueError(f"--spu-examples must be >= 0 and --max-examples >= 1, got {spu_examples} and {max_examples}")
     metadata = read_metadata(model_dir)
     if metadata.get("task") not in (None, task.name):
         raise ValueError(f"{model_dir} was trained on {metadata['task']}, not {task.name}")

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from ..approx import PRESETS, ApproxSet
-from ..checkpoint import Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
+from ..checkpoint import DEFAULT_PACKAGE, Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
 from ..model import BertForSequenceClassification
 from .batches import Tokenized, tokenize
 from .loop import Hyper, discard_state, fit
@@ -101,7 +101,7 @@ def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = Non
 
     params, history = fit(loss_fn, checkpoint.params, None, data, hyper, out / STATE_DIR, f"finetune {task.name}")
     metadata = {
-        "task": task.name, "role": "teacher", "method": None, "base_model": str(checkpoint.path),
+        "task": task.name, "role": "teacher", "method": None, "base_model": str(model_dir) if model_dir is not None else f"embedded default ({DEFAULT_PACKAGE})",
         "trained_with": approx.to_dict(), "evaluate_with": "plaintext", "train_examples": len(data),
         "truncated_examples": data.truncated, "history": history, "seconds": history["seconds"],
         "wall_seconds_this_call": time.perf_counter() - start,
