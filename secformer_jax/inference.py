@@ -88,7 +88,8 @@ def correlation_tree(config, approx: ApproxSet, batch: int, seq_len: int, rng: n
     if not approx.needs_correlation:
         return None
     shape = (batch, seq_len, config.intermediate_size)
-    deal = (lambda: sine.dealer(shape, rng)) if rng is not None else (lambda: sine.correlation_shapes(shape))
+    spec = approx.correlation_spec
+    deal = (lambda: sine.dealer(shape, rng, spec)) if rng is not None else (lambda: sine.correlation_shapes(shape, spec))
     layers = {str(i): {"intermediate": {"gelu": deal()}} for i in range(config.num_hidden_layers)}
     return {"bert": {"encoder": {"layer": layers}}}
 

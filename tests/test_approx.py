@@ -44,6 +44,22 @@ def test_masked_sine_series_is_the_least_squares_fit_for_a_power_of_two_period()
     assert np.abs(series - np.array([math.erf(t / math.sqrt(2)) for t in z])).max() <= 5e-5  # 2.4e-5 in float64
 
 
+def test_gelu_cosine_series_is_gelus_fourier_series_on_its_domain():
+    """The closed-form coefficients: with many harmonics the series is GeLU to float64 precision on the
+    domain (so the formula is exact); with the 64 used, within the stated 6.7e-4."""
+    from scipy import special
+
+    x = np.linspace(-sine.GELU_DOMAIN, sine.GELU_DOMAIN, 40001)
+    exact = 0.5 * x * (1 + special.erf(x / math.sqrt(2)))
+    for spec, bound in ((sine.SineSpec(128, 160), 1e-9), (sine.GELU_COSINE, 7e-4)):
+        c0, c = sine.gelu_cosine_coefficients(spec)
+        series = 0.5 * x + c0 + np.cos(np.outer(x, 2 * np.pi * np.arange(1, spec.harmonics + 1) / spec.period)) @ c
+        assert np.abs(series - exact).max() <= bound
+    f32 = np.asarray(sine.gelu_fourier(x.astype(np.float32)))  # the function itself, in float32
+    assert np.abs(f32 - exact).max() <= 1e-3
+    assert abs(float(sine.gelu_fourier(np.float32(80.0))) - 80.0) > 10  # outside the domain it is wrong, as documented
+
+
 def test_masked_sine_refuses_other_fields(tiny_checkpoint):
     from secformer_jax.checkpoint import load_checkpoint
     from secformer_jax.inference import PrivateClassifier
@@ -54,14 +70,17 @@ def test_masked_sine_refuses_other_fields(tiny_checkpoint):
     PrivateClassifier(checkpoint, resolve_approx("secformer", gelu="secformer_poly"), field="fm128")  # the other variant is fine
 
 
-def test_dealer_correlation_is_consistent():
-    corr = sine.dealer((3, 5), np.random.default_rng(0))
-    assert corr.sin.shape == corr.cos.shape == (3, 5, sine.HARMONICS) and corr.h_hi.dtype == np.int32
-    assert corr.t.min() >= 0 and corr.t.max() < sine.PERIOD
-    assert np.all(corr.t * 2.0**sine.FRAC_BITS == np.round(corr.t * 2.0**sine.FRAC_BITS))  # on the fixed-point grid
-    k = np.arange(1, sine.HARMONICS + 1)
-    np.testing.assert_allclose(corr.sin, np.sin(2 * np.pi * k * corr.t[..., None].astype(np.float64) / sine.PERIOD), atol=1e-6)
+@pytest.mark.parametrize("spec", [sine.ERF_SINE, sine.GELU_COSINE])
+def test_dealer_correlation_is_consistent(spec):
+    corr = sine.dealer((3, 5), np.random.default_rng(0), spec)
+    assert corr.sin.shape == corr.cos.shape == (3, 5, spec.harmonics) and corr.h_hi.dtype == np.int32
+    assert corr.t.dtype == np.int32 and corr.t.min() >= 0 and corr.t.max() < spec.period << sine.FRAC_BITS  # t 2^f
+    t = corr.t * 2.0**-sine.FRAC_BITS
+    k = np.arange(1, spec.harmonics + 1)
+    np.testing.assert_allclose(corr.sin, np.sin(2 * np.pi * k * t[..., None] / spec.period), atol=1e-6)
     np.testing.assert_allclose(corr.sin**2 + corr.cos**2, 1.0, atol=1e-6)
+    shapes = sine.correlation_shapes((3, 5), spec)
+    assert [a.shape for a in shapes] == [a.shape for a in corr]
 
 
 def test_erf_fourier_recurrence_equals_direct_series():

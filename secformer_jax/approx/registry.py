@@ -11,8 +11,8 @@ from . import sine as _sine
 from . import softmax as _softmax
 
 # op -> name -> function. Signatures: gelu f(x); softmax f(scores, mask); layernorm f(x, scale, bias, eps).
-# A GeLU in NEEDS_CORRELATION also takes f(x, corr): dealt randomness (see `sine.py`); without it, it
-# computes its ideal functionality (the plaintext reference).
+# A GeLU in NEEDS_CORRELATION also takes f(x, corr): dealt randomness of the given `sine.SineSpec` (see
+# `sine.py`); without it, it computes its ideal functionality (the plaintext reference).
 REGISTRY: dict[str, dict[str, Callable]] = {
     "gelu": {
         "exact": _gelu.gelu_exact,
@@ -20,6 +20,7 @@ REGISTRY: dict[str, dict[str, Callable]] = {
         "quad": _gelu.gelu_quad,
         "secformer": _sine.gelu_secformer_masked,
         "secformer_poly": _gelu.gelu_secformer_poly,
+        "fourier": _sine.gelu_fourier,
     },
     "softmax": {
         "exact": _softmax.softmax_exact,
@@ -35,7 +36,10 @@ REGISTRY: dict[str, dict[str, Callable]] = {
 }
 
 
-NEEDS_CORRELATION = {("gelu", "secformer")}
+NEEDS_CORRELATION: dict[tuple[str, str], _sine.SineSpec] = {
+    ("gelu", "secformer"): _sine.ERF_SINE,
+    ("gelu", "fourier"): _sine.GELU_COSINE,
+}
 
 
 def get_approx(op: str, name: str) -> Callable:
@@ -77,9 +81,14 @@ class ApproxSet:
         return self.fn("layernorm")
 
     @property
+    def correlation_spec(self) -> _sine.SineSpec | None:
+        """What the GeLU's dealt correlated randomness (`sine.SineCorrelation`) is for; None if it needs none."""
+        return NEEDS_CORRELATION.get(("gelu", self.gelu))
+
+    @property
     def needs_correlation(self) -> bool:
-        """Whether the GeLU runs a protocol on dealt correlated randomness (`sine.SineCorrelation`)."""
-        return ("gelu", self.gelu) in NEEDS_CORRELATION
+        """Whether the GeLU runs a protocol on dealt correlated randomness."""
+        return self.correlation_spec is not None
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)

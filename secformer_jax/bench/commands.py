@@ -55,7 +55,7 @@ def add_bench_commands(sub) -> None:
     op_methods = sorted({m for case in OPS.values() for m in case.methods})
     ops.add_argument(
         "--methods", type=_csv(op_methods), default=list(METHODS),
-        help="comma-separated: " + ",".join(op_methods) + " (secformer_poly: SecFormer's GeLU with sin/cos of secrets)",
+        help="comma-separated: " + ",".join(op_methods) + " (GeLU only: secformer_poly, SecFormer's GeLU with sin/cos of secrets; fourier, GeLU as one cosine series)",
     )
     ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
     ops.add_argument("--shapes", type=_csv(MODEL_OP_SHAPES), default=list(MODEL_OP_SHAPES), help="transformer shape sets")

@@ -103,7 +103,7 @@ def _gelu_piece(approx: ApproxSet, x: np.ndarray, rng: np.random.Generator, coun
     """The GeLU category's (function, arguments, count): with dealt randomness when the GeLU needs it."""
     if not approx.needs_correlation:
         return approx.gelu_fn, (x,), count
-    return approx.gelu_fn, (x, sine.dealer(x.shape, rng)), count
+    return approx.gelu_fn, (x, sine.dealer(x.shape, rng, approx.correlation_spec)), count
 
 
 def _scaled(cost: Cost, k: float) -> dict:

@@ -1,6 +1,7 @@
 """`secformer bench ops`: each nonlinear operator and numeric kernel, per method and protocol, under SPU.
 
-Methods map to the registry: GeLU puma / quad (MPCFormer) / secformer; Softmax puma / 2quad / secformer;
+Methods map to the registry: GeLU puma / quad (MPCFormer) / secformer, and GeLU only: secformer_poly,
+fourier (one cosine series, no comparison); Softmax puma / 2quad / secformer;
 LayerNorm puma / exact (MPCFormer keeps the backend's) / secformer; division and inverse square root:
 the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt on public bounds (SecFormer).
 Inputs are drawn on the ranges the docstrings state; `max_abs_error` is against the exact function in
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from typing import Callable
 
 import jax
@@ -84,11 +86,11 @@ OPS: dict[str, OpCase] = {
     "gelu": OpCase(
         {
             "puma": get_approx("gelu", "puma"), "mpcformer": get_approx("gelu", "quad"), "secformer": get_approx("gelu", "secformer"),
-            "secformer_poly": get_approx("gelu", "secformer_poly"),
+            "secformer_poly": get_approx("gelu", "secformer_poly"), "fourier": get_approx("gelu", "fourier"),
         },
         lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32),),
         _gelu_ref,
-        dealt={"secformer": sine.dealer},
+        dealt={"secformer": partial(sine.dealer, spec=sine.ERF_SINE), "fourier": partial(sine.dealer, spec=sine.GELU_COSINE)},
     ),
     "softmax": OpCase(
         {"puma": get_approx("softmax", "puma"), "mpcformer": get_approx("softmax", "2quad"), "secformer": get_approx("softmax", "secformer")},
