@@ -77,12 +77,21 @@ def plan_rsqrt(lo: float, hi: float, tol: float = 1e-4) -> Plan:
 
 
 def _scaled_reciprocal(den, iters: int, log2_bound: int):
-    """r ~ 2^k / den by Goldschmidt on y = den 2^-k: m = 2 - y, r = r m, y = y m (with z = y 2^k carried)."""
-    z, r = den, None
+    """r ~ 2^k / den by Goldschmidt on y = den 2^-k: m = 2 - y, (r, z) = (r, z) m, with z = y 2^k carried.
+
+    Rounds: SPU sends once per operation, so the two products r m and z m go as one multiplication of the
+    stacked pair, and z is carried pre-scaled by 2^-(k - MAX_SHIFT) (one truncation before the loop) so
+    the deflation inside it is one multiplication by 2^-MAX_SHIFT at most: one truncation and one
+    multiplication per iteration (two and two unstacked, for k > MAX_SHIFT). The pre-scaled z of the
+    smallest den (16 for the softmax: 0.25) keeps 16 significant bits (relative error 2^-17 on r)."""
+    pre = max(log2_bound - MAX_SHIFT, 0)
+    z, r = mul_pow2(den, -pre), None
     for _ in range(iters):
-        m = 2.0 - mul_pow2(z, -log2_bound)
-        r = m if r is None else r * m
-        z = z * m
+        m = 2.0 - mul_pow2(z, pre - log2_bound)
+        if r is None:
+            r, z = m, z * m
+        else:
+            r, z = jnp.stack([r, z]) * m
     return r
 
 
@@ -125,8 +134,11 @@ def goldschmidt_rsqrt(x, *, iters: int, log2_bound: int):
     if log2_bound % 2:
         raise ValueError(f"goldschmidt_rsqrt needs an even log2_bound, got {log2_bound}")
     z, r = x, None
-    for _ in range(iters):
+    for _ in range(iters):  # one truncation and two multiplication rounds: (r m, m^2) stacked, then z m^2
         m = 1.5 - mul_pow2(z, -log2_bound - 1)
-        r = m if r is None else r * m
-        z = z * (m * m)
+        if r is None:
+            r, m2 = m, m * m
+        else:
+            r, m2 = jnp.stack([r, m]) * m
+        z = z * m2
     return mul_pow2(r, -(log2_bound // 2))
