@@ -67,7 +67,7 @@ def test_masked_sine_refuses_other_fields(tiny_checkpoint):
     checkpoint = load_checkpoint(tiny_checkpoint[0])
     with pytest.raises(ValueError, match="needs field fm64"):
         PrivateClassifier(checkpoint, PRESETS["secformer"], field="fm128")
-    PrivateClassifier(checkpoint, resolve_approx("secformer", gelu="secformer_poly"), field="fm128")  # the other variant is fine
+    PrivateClassifier(checkpoint, resolve_approx("secformer", gelu="secformer_poly"), field="fm128")  # sines of secrets are fine
 
 
 @pytest.mark.parametrize("spec", [sine.ERF_SINE, sine.GELU_COSINE])
@@ -218,11 +218,12 @@ def test_mul_pow2_splits_large_shifts_exactly():
 
 
 def test_presets_and_overrides():
-    assert PRESETS["secformer"] == ApproxSet("secformer", "secformer", "secformer")
+    assert PRESETS["secformer"] == ApproxSet("fourier", "secformer", "secformer")
     assert PRESETS["mpcformer"] == ApproxSet("quad", "2quad", "exact")
-    ablation = resolve_approx("secformer", softmax="2quad")
+    ablation = resolve_approx("secformer", gelu="secformer", softmax="2quad")
     assert ablation == ApproxSet("secformer", "2quad", "secformer") and ablation.softmax_fn is REGISTRY["softmax"]["2quad"]
     assert hash(ablation) == hash(ApproxSet("secformer", "2quad", "secformer"))
+    assert ablation.correlation_spec == sine.ERF_SINE and PRESETS["secformer"].correlation_spec == sine.GELU_COSINE
     with pytest.raises(dataclasses.FrozenInstanceError):
         ablation.gelu = "exact"
 

@@ -65,8 +65,8 @@ def check_field(field: str) -> None:
     """Refuse a field other than FM64: the residue is read off FM64's encoding (FRAC_BITS in a 64-bit ring)."""
     if field != "fm64":
         raise ValueError(
-            f"the masked-opening sine GeLU (gelu 'secformer') needs field fm64, got {field!r}; "
-            "use --gelu secformer_poly (sin/cos of secrets) for other fields"
+            f"a masked-opening GeLU (gelu 'fourier', the secformer preset's, or 'secformer') needs field fm64, got "
+            f"{field!r}; use --gelu secformer_poly (sin/cos of secrets) for other fields"
         )
 
 
