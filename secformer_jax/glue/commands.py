@@ -128,6 +128,10 @@ def print_glue(args, out: dict) -> None:
     else:
         fmt = lambda m: ", ".join(f"{k} {v:.4f}" for k, v in m.items())
         print(f"{out['task']} dev ({out['examples']} examples), {out['preset']} {out['approx']}, plaintext: {fmt(out['metrics'])}")
+        g = out["gelu_inputs"]
+        print(f"GeLU inputs on real tokens: [{g['min']:.2f}, {g['max']:.2f}]" + ("" if g["domain"] is None else f" (the GeLU's domain: |x| <= {g['domain']:g})"))
+        if g["inside"] is False:
+            print(f"WARNING: GeLU inputs leave the {out['approx']['gelu']} GeLU's domain: its results are wrong there; use --gelu secformer")
         spu = out["spu"]
         if spu:
             agree = "" if spu["agreement"] is None else f"; label agreement with plaintext {spu['agreement']:.1%}"

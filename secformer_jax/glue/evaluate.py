@@ -16,9 +16,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..approx import PRESETS, resolve_approx
+from ..approx import PRESETS, resolve_approx, sine
 from ..checkpoint import load_checkpoint
 from ..inference import Encoded, PrivateClassifier, logits_fn
+from ..model import BertForSequenceClassification
 from .batches import Tokenized, bucket, eval_batches, tokenize
 from .finetune import read_metadata
 from .tasks import compute_metrics, get_task, predictions, read_task
@@ -33,6 +34,31 @@ def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) 
         real = batch.index >= 0
         out[batch.index[real]] = logits[real]
     return out
+
+
+GELU_DOMAINS = {"fourier": sine.GELU_DOMAIN}  # GeLUs right only on |x| <= domain
+
+
+def gelu_inputs(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> dict:
+    """The range of every GeLU input (the intermediate dense outputs) over the real tokens of `data`, in
+    plaintext under `approx`, and whether it lies in the GeLU's domain (None for a GeLU right everywhere;
+    False when it leaves it or overflows to NaN)."""
+    model = BertForSequenceClassification(checkpoint.config, approx)
+    is_gelu_input = lambda mdl, _: mdl.name == "dense" and "intermediate" in mdl.scope.path
+
+    @jax.jit
+    def extremes(params, ids, mask, types):
+        _, state = model.apply({"params": params}, ids, mask, types, capture_intermediates=is_gelu_input)
+        xs = jax.numpy.stack(jax.tree_util.tree_leaves(state["intermediates"]))  # [layers, B, L, I]
+        real = (mask > 0)[None, ..., None]
+        return jax.numpy.where(real, xs, jax.numpy.inf).min(), jax.numpy.where(real, xs, -jax.numpy.inf).max()
+
+    lo, hi = np.inf, -np.inf
+    for batch in eval_batches(data, batch_size):
+        b_lo, b_hi = extremes(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        lo, hi = float(np.minimum(lo, b_lo)), float(np.maximum(hi, b_hi))  # NaN (overflow) propagates
+    domain = GELU_DOMAINS.get(approx.gelu)
+    return {"min": lo, "max": hi, "domain": domain, "inside": None if domain is None else bool(np.abs([lo, hi]).max() <= domain)}
 
 
 def subset(n: int, total: int) -> np.ndarray:
@@ -100,7 +126,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         "role": metadata.get("role"), "method": metadata.get("method"), "max_length": max_length,
         "examples": len(data), "truncated_examples": data.truncated,
         "metrics": compute_metrics(task, preds, examples.labels), "main_metric": task.metrics[0],
-        "plaintext_seconds": time.perf_counter() - start,
+        "plaintext_seconds": time.perf_counter() - start, "gelu_inputs": gelu_inputs(checkpoint, approx, data),
         "training": {k: metadata[k] for k in ("train_examples", "seconds", "evaluate_with", "trained_with") if k in metadata},
         "spu": None,
     }
