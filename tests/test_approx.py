@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from secformer_jax.approx import PRESETS, REGISTRY, ApproxSet, get_approx, goldschmidt_div, goldschmidt_reciprocal, goldschmidt_rsqrt, plan_div, plan_rsqrt, resolve_approx
+from secformer_jax.approx import PRESETS, REGISTRY, ApproxSet, bracketed_div, bracketed_rsqrt, get_approx, goldschmidt_div, goldschmidt_reciprocal, goldschmidt_rsqrt, plan_div, plan_rsqrt, resolve_approx
 from secformer_jax.approx import sine
 from secformer_jax.approx.gelu import erf_fourier
-from secformer_jax.approx.kernels import mul_pow2
+from secformer_jax.approx.kernels import mul_pow2, plan_brackets
 
 X = np.linspace(-8, 8, 4001).astype(np.float32)
 GELU = np.asarray(jax.nn.gelu(X.astype(np.float64), approximate=False))
@@ -190,6 +190,21 @@ def test_goldschmidt_rsqrt_across_and_at_edges_of_range(lo, hi):
     plan = plan_rsqrt(lo, hi)
     rel = np.abs(np.asarray(goldschmidt_rsqrt(v, iters=plan.iters, log2_bound=plan.log2_bound)) * np.sqrt(v.astype(np.float64)) - 1)
     assert rel.max() <= 2e-4
+
+
+def test_bracketed_kernels_across_and_at_edges_of_range():
+    lo, hi = 16.0, 128 * 133.0**2
+    den = np.concatenate([np.geomspace(lo, hi, 2001), 2.0 ** np.arange(4, 22), 2.0 ** np.arange(4, 22) * (1 - 2**-20)])
+    num = den * np.random.default_rng(0).uniform(0.01, 1, den.shape)
+    den, num = den.astype(np.float32), num.astype(np.float32)
+    assert np.abs(np.asarray(bracketed_div(num, den, lo=lo, hi=hi)) * den / num - 1).max() <= 2e-6
+    v = np.concatenate([np.geomspace(2.0**-10, 2.0**12, 2001), 2.0 ** np.arange(-10, 13)]).astype(np.float32)
+    rel = np.abs(np.asarray(bracketed_rsqrt(v, lo=2.0**-10, hi=2.0**12)) * np.sqrt(v.astype(np.float64)) - 1)
+    assert rel.max() <= 1e-5
+    assert plan_brackets(2.0**-10, 2.0**12) == ((-8, -6, -4, -2, 0, 2, 4, 6, 8, 10, 12, 14), 2)
+    assert plan_brackets(16, hi).exps == (6, 8, 10, 12, 14, 16, 18, 20, 22)
+    # below the range the deflated value falls under 1/4 and the planned iterations no longer suffice
+    assert abs(float(bracketed_rsqrt(np.float32([2.0**-16]), lo=2.0**-10, hi=2.0**12)[0]) * 2.0**-8 - 1) > 1e-3
 
 
 def test_goldschmidt_rsqrt_diverges_beyond_three_times_deflation():

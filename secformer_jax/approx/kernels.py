@@ -17,6 +17,7 @@ import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 MAX_SHIFT = 16  # bits shifted by one multiplication: 2^-16 is exactly encodable for any f >= 16
 MAX_ITERS = 64
@@ -142,3 +143,67 @@ def goldschmidt_rsqrt(x, *, iters: int, log2_bound: int):
             r, m2 = jnp.stack([r, m]) * m
         z = z * m2
     return mul_pow2(r, -(log2_bound // 2))
+
+
+class Brackets(NamedTuple):
+    """Public power-of-two brackets covering [lo, hi]: bracket g is [2^(e_g - width), 2^e_g), e_g = exps[g]."""
+
+    exps: tuple[int, ...]
+    width: int
+
+
+def plan_brackets(lo: float, hi: float, width: int = 2) -> Brackets:
+    """Brackets of `width` octaves covering [lo, hi], exponents multiples of `width` (so 2^(e / 2) is a power
+    of two for width 2), the top one above hi."""
+    _check_range(lo, hi)
+    first = width * (math.floor(math.log2(lo) / width) + 1)
+    last = width * (math.floor(math.log2(hi) / width) + 1)
+    return Brackets(tuple(range(first, last + 1, width)), width)
+
+
+def bracket_select(v, brackets: Brackets, tables):
+    """sum_g [v in bracket g] tables[g] for public tables [G, T]: the G - 1 comparisons of v with the inner
+    bracket edges as one stacked comparison, then a dot product with public differences (telescoping:
+    tables[0] + sum_j [v >= 2^(e_(j-1))] (tables[j] - tables[j-1])), one truncation. Returns [..., T]."""
+    tables = np.asarray(tables, np.float64)
+    edges = jnp.asarray([2.0**e for e in brackets.exps[:-1]], v.dtype)
+    bits = (v[..., None] >= edges).astype(v.dtype)
+    return jnp.asarray(tables[0], v.dtype) + bits @ jnp.asarray(np.diff(tables, axis=0), v.dtype)
+
+
+def bracketed_div(num, den, *, lo: float, hi: float, tol: float = 1e-4):
+    """num / den for a secret den in the public range [lo, hi], by Goldschmidt started in den's bracket.
+
+    Math: with brackets of two octaves (`plan_brackets`), one stacked comparison gives A = 2^(E - e_g) for
+    den's bracket g (E the top exponent; A in [1, 2^(E - e_0)], a power of two); y = den A 2^-E lies in
+    [1/4, 1), so `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3)
+    give r ~ 1 / y, and num / den = num (r A) 2^-E. The same secret A scales y and r, so the selection's
+    rounding cancels. Outside the range: den < lo leaves y below 1/4 (fewer correct bits), den >= 2^E with
+    y >= 2 diverges. Rounds: one comparison, then about 2 + 6 multiplications instead of ~2 log2(hi / lo).
+    Precision as `goldschmidt_div`'s: num r A is formed before undoing the deflation."""
+    brackets = plan_brackets(lo, hi)
+    top = brackets.exps[-1]
+    scale = bracket_select(den, brackets, [[2.0 ** (top - e)] for e in brackets.exps])[..., 0]
+    y = mul_pow2(den * scale, -top)
+    plan = plan_div(2.0**-brackets.width, 1.0, tol)
+    r = goldschmidt_reciprocal(y, iters=plan.iters, log2_bound=plan.log2_bound)
+    return mul_pow2(num * (r * scale), -top)
+
+
+def bracketed_rsqrt(v, *, lo: float, hi: float, tol: float = 1e-4):
+    """1 / sqrt(v) for a secret v in the public range [lo, hi], by Goldschmidt started in v's bracket.
+
+    Math: brackets of two octaves with even exponents; one stacked comparison selects B = 2^(E - e_g) and
+    C = 2^((E - e_g) / 2) = sqrt(B) (E the top exponent), y = v B 2^-E lies in [1/4, 1), `plan_rsqrt(1/4,
+    1, tol)` iterations give r ~ 1 / sqrt(y), and 1 / sqrt(v) = r C 2^(-E/2). Outside the range: v < lo leaves
+    y below 1/4 (fewer correct bits), y >= 3 diverges. Rounds: one comparison, then about 2 + 3 x 5 instead of
+    3 x ~log_{9/4}(hi / lo)."""
+    brackets = plan_brackets(lo, hi)
+    top = brackets.exps[-1]
+    if top % 2:
+        raise ValueError(f"bracketed_rsqrt needs even bracket exponents, got top {top}")
+    scales = bracket_select(v, brackets, [[2.0 ** (top - e), 2.0 ** ((top - e) // 2)] for e in brackets.exps])
+    y = mul_pow2(v * scales[..., 0], -top)
+    plan = plan_rsqrt(2.0**-brackets.width, 1.0, tol)
+    r = goldschmidt_rsqrt(y, iters=plan.iters, log2_bound=plan.log2_bound)
+    return mul_pow2(r * scales[..., 1], -(top // 2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .kernels import goldschmidt_div, plan_div
+from .kernels import bracketed_div
 
 MASK_BIAS = 1e4  # added (times mask - 1) before max/exp: exp(-1e4) is 0, and PUMA clips below -14
 QUAD_SHIFT = 5.0  # c in 2Quad's (x + c)^2
@@ -58,18 +58,17 @@ def softmax_secformer(scores, mask, *, score_bound: float = 128.0, min_denominat
     """SecFormer's softmax: 2Quad, q = (x + 5)^2 mask, divided by Goldschmidt (Π_Div) on public bounds.
 
     Range: the denominator D = sum_k q_k lies in [min_denominator, K (score_bound + 5)^2] for K keys (the
-    padded length, public) when every kept |x| <= score_bound; `plan_div` turns that into the deflation
-    2^-k and the iteration count. Defaults: scores within +-128 and D >= 16 (measured on the MiniLM teacher,
-    SST-2 dev at 64 tokens and RTE dev at 128: max |x| 62 and 73, min D 90 and 200, max D 2.4e4 and 5.0e4):
-    K = 128 gives k = 22 and 22 iterations, K = 64: k = 21, 21 iterations, K = 16: k = 19, 19 iterations.
-    Every probability of a row is q times the same r ~ 2^k / D, so the error is one factor per row: on the
-    range the row sums to 1 - e with e <= tol; below min_denominator e grows (rows sum to less than 1,
-    proportions kept); D >= 2^(k+1) (e.g. mean (x + 5)^2 over the K keys above 2 (score_bound + 5)^2)
-    diverges.
+    padded length, public) when every kept |x| <= score_bound. Defaults: scores within +-128 and D >= 16
+    (measured on the MiniLM teacher, SST-2 dev at 64 tokens and RTE dev at 128: max |x| 62 and 73, min D 90
+    and 200, max D 2.4e4 and 5.0e4). `bracketed_div` first finds D's two-octave bracket in that range (one
+    stacked comparison; 9 brackets for K = 128), then runs 6 Goldschmidt iterations from [1/4, 1) instead of
+    22 from the whole range's deflation. Every probability of a row is q times the same r ~ 1 / D, so the
+    error is one factor per row: on the range the row sums to 1 - e with e <= tol; below min_denominator
+    e grows (rows sum to less than 1, proportions kept); D >= 2^(E+1) (E the top bracket's exponent,
+    2 (score_bound + 5)^2 per key on average) diverges.
     Max abs error vs `softmax_2quad` on the range: 1.1e-7 in float32 (scores in [-60, 60]) and, under SPU
     ABY3 FM64, within 4e-6 of this function in float32 (tests assert 2e-4 relative and 5e-5).
     """
     q = jnp.square(scores + QUAD_SHIFT) * mask
     den = jnp.sum(q, axis=-1, keepdims=True)
-    plan = plan_div(min_denominator, scores.shape[-1] * (score_bound + QUAD_SHIFT) ** 2, tol)
-    return goldschmidt_div(q, den, iters=plan.iters, log2_bound=plan.log2_bound)
+    return bracketed_div(q, den, lo=min_denominator, hi=scores.shape[-1] * (score_bound + QUAD_SHIFT) ** 2, tol=tol)

@@ -3,7 +3,8 @@
 Methods map to the registry: GeLU puma / quad (MPCFormer) / secformer, and GeLU only: secformer_poly,
 fourier (one cosine series, no comparison); Softmax puma / 2quad / secformer;
 LayerNorm puma / exact (MPCFormer keeps the backend's) / secformer; division and inverse square root:
-the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt on public bounds (SecFormer).
+the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt started in the input's
+power-of-two bracket within public bounds (SecFormer's `bracketed_div`, `bracketed_rsqrt`).
 Inputs are drawn on the ranges the docstrings state; `max_abs_error` is against the exact function in
 float64 (relative error for rsqrt), so it includes the approximation's own error: Quad and 2Quad are not
 approximations at all (they need distillation). Division is softmax's: numerators in [0, den] over
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from ..approx import get_approx, goldschmidt_div, goldschmidt_rsqrt, plan_div, plan_rsqrt, sine
+from ..approx import bracketed_div, bracketed_rsqrt, get_approx, sine
 from ..approx.softmax import QUAD_SHIFT
 
 DIV_LO, DIV_HI_PER_KEY = 16.0, (128.0 + QUAD_SHIFT) ** 2  # the secformer softmax's public range per key
@@ -72,14 +73,12 @@ def _sample_div(shape, rng):
     return num.astype(np.float32), den.astype(np.float32)
 
 
-def _goldschmidt_div(num, den):
-    plan = plan_div(DIV_LO, num.shape[-1] * DIV_HI_PER_KEY)
-    return goldschmidt_div(num, den, iters=plan.iters, log2_bound=plan.log2_bound)
+def _secformer_div(num, den):
+    return bracketed_div(num, den, lo=DIV_LO, hi=num.shape[-1] * DIV_HI_PER_KEY)
 
 
-def _goldschmidt_rsqrt(v):
-    plan = plan_rsqrt(RSQRT_LO, RSQRT_HI)
-    return goldschmidt_rsqrt(v, iters=plan.iters, log2_bound=plan.log2_bound)
+def _secformer_rsqrt(v):
+    return bracketed_rsqrt(v, lo=RSQRT_LO, hi=RSQRT_HI)
 
 
 OPS: dict[str, OpCase] = {
@@ -101,13 +100,13 @@ OPS: dict[str, OpCase] = {
         {"puma": _ln("puma"), "mpcformer": _ln("exact"), "secformer": _ln("secformer")}, _sample_ln, _layernorm_ref
     ),
     "div": OpCase(
-        {"puma": jnp.divide, "mpcformer": jnp.divide, "secformer": _goldschmidt_div}, _sample_div, np.divide
+        {"puma": jnp.divide, "mpcformer": jnp.divide, "secformer": _secformer_div}, _sample_div, np.divide
     ),
     "rsqrt": OpCase(
         {
             "puma": jax.lax.rsqrt,
             "mpcformer": lambda v: 1.0 / jnp.sqrt(v),
-            "secformer": _goldschmidt_rsqrt,
+            "secformer": _secformer_rsqrt,
         },
         lambda shape, rng: (np.exp(rng.uniform(np.log(RSQRT_LO), np.log(RSQRT_HI), shape)).astype(np.float32),),
         lambda v: 1 / np.sqrt(v),
