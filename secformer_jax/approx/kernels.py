@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-MAX_SHIFT = 16  # bits shifted by one multiplication: 2^-16 is exactly encodable for any f >= 16
+MAX_SHIFT = 18  # bits shifted by one multiplication: 2^-18 is exactly encodable for any f >= 18 (FM64's f)
 MAX_ITERS = 64
 
 
@@ -83,8 +83,8 @@ def _scaled_reciprocal(den, iters: int, log2_bound: int):
     Rounds: SPU sends once per operation, so the two products r m and z m go as one multiplication of the
     stacked pair, and z is carried pre-scaled by 2^-(k - MAX_SHIFT) (one truncation before the loop) so
     the deflation inside it is one multiplication by 2^-MAX_SHIFT at most: one truncation and one
-    multiplication per iteration (two and two unstacked, for k > MAX_SHIFT). The pre-scaled z of the
-    smallest den (16 for the softmax: 0.25) keeps 16 significant bits (relative error 2^-17 on r)."""
+    multiplication per iteration (two and two unstacked, for k > MAX_SHIFT). The pre-scaled z keeps
+    log2(den 2^-(k - MAX_SHIFT)) + f significant bits (den >= 2^(k - MAX_SHIFT) keeps all f)."""
     pre = max(log2_bound - MAX_SHIFT, 0)
     z, r = mul_pow2(den, -pre), None
     for _ in range(iters):
@@ -174,20 +174,22 @@ def bracket_select(v, brackets: Brackets, tables):
 def bracketed_div(num, den, *, lo: float, hi: float, tol: float = 1e-4):
     """num / den for a secret den in the public range [lo, hi], by Goldschmidt started in den's bracket.
 
-    Math: with brackets of two octaves (`plan_brackets`), one stacked comparison gives A = 2^(E - e_g) for
-    den's bracket g (E the top exponent; A in [1, 2^(E - e_0)], a power of two); y = den A 2^-E lies in
-    [1/4, 1), so `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3)
-    give r ~ 1 / y, and num / den = num (r A) 2^-E. The same secret A scales y and r, so the selection's
-    rounding cancels. Outside the range: den < lo leaves y below 1/4 (fewer correct bits), den >= 2^E with
-    y >= 2 diverges. Rounds: one comparison, then about 2 + 6 multiplications instead of ~2 log2(hi / lo).
-    Precision as `goldschmidt_div`'s: num r A is formed before undoing the deflation."""
+    Math: with brackets of two octaves (`plan_brackets`, top exponent T), one stacked comparison gives
+    A = 2^(S - e_g) for den's bracket g, S = min(T, MAX_SHIFT) (so each shift below is one truncation; A is
+    a power of two down to 2^(S - T), kept >= 2^-8); y = den A 2^-S = den 2^-e_g lies in [1/4, 1), so
+    `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3) give r ~ 1 / y,
+    and num / den = num (r A) 2^-S. The same secret A scales y and r, so the selection's rounding cancels.
+    Outside the range: den < lo leaves y below 1/4 (fewer correct bits), y >= 2 (den >= 2^(T+1)) diverges.
+    Rounds: one comparison, then about 3 + 6 multiplications instead of ~2 log2(hi / lo).
+    Precision as `goldschmidt_div`'s: num r A is formed before undoing the deflation; r A keeps at least
+    f - 2 - (T - S) significant bits (14 for the softmax's top bracket, den in [2^20, 2^22))."""
     brackets = plan_brackets(lo, hi)
-    top = brackets.exps[-1]
-    scale = bracket_select(den, brackets, [[2.0 ** (top - e)] for e in brackets.exps])[..., 0]
-    y = mul_pow2(den * scale, -top)
+    shift = max(min(brackets.exps[-1], MAX_SHIFT), brackets.exps[-1] - 8)  # one truncation when E <= 26
+    scale = bracket_select(den, brackets, [[2.0 ** (shift - e)] for e in brackets.exps])[..., 0]
+    y = mul_pow2(den * scale, -shift)
     plan = plan_div(2.0**-brackets.width, 1.0, tol)
     r = goldschmidt_reciprocal(y, iters=plan.iters, log2_bound=plan.log2_bound)
-    return mul_pow2(num * (r * scale), -top)
+    return mul_pow2(num * (r * scale), -shift)
 
 
 def bracketed_rsqrt(v, *, lo: float, hi: float, tol: float = 1e-4):
