@@ -71,8 +71,8 @@ def layernorm_secformer(x, scale, bias, eps, *, var_lo: float = 2.0**-10, var_hi
     brackets), then 5 Goldschmidt iterations from [1/4, 1) (22 from the whole range's deflation before);
     the MiniLM teacher's LayerNorm inputs have row variances in [3.1e-3, 131] on real tokens of SST-2 and
     RTE dev (2.1e-3 on padding rows; measured), so the range has 3x margin below and 31x above.
-    Below var_lo r loses accuracy (the deflated variance falls under 1/4); at 3 times the top bracket
-    edge (2^12 above var_hi) it diverges.
+    Below var_lo r loses accuracy (the deflated variance falls under 1/4); at 3 times the top bracket's
+    upper edge (4 var_hi for the defaults) it diverges.
     Max abs error vs the exact LayerNorm (float64) for 32 rows with variances on the range, d = 384:
     1e-5 in float32; under SPU FM64 within 7.2e-4 (ABY3) / 5.4e-4 (SEMI2K) of this function in float32 for
     variances >= 2^-6 and 1.7e-3 on the whole range (a variance of 2^-10 has 8 significant bits in fixed
