@@ -77,8 +77,10 @@ def test_dealer_correlation_is_consistent(spec):
     assert corr.t.dtype == np.int32 and corr.t.min() >= 0 and corr.t.max() < spec.period << sine.FRAC_BITS  # t 2^f
     t = corr.t * 2.0**-sine.FRAC_BITS
     k = np.arange(1, spec.harmonics + 1)
-    np.testing.assert_allclose(corr.sin, np.sin(2 * np.pi * k * t[..., None] / spec.period), atol=1e-6)
-    np.testing.assert_allclose(corr.sin**2 + corr.cos**2, 1.0, atol=1e-6)
+    assert corr.sin.dtype == corr.cos.dtype == np.int32  # ring integers at scale 2^SINE_BITS
+    sin, cos = corr.sin * 2.0**-sine.SINE_BITS, corr.cos * 2.0**-sine.SINE_BITS
+    np.testing.assert_allclose(sin, np.sin(2 * np.pi * k * t[..., None] / spec.period), atol=2.0**-sine.SINE_BITS)
+    np.testing.assert_allclose(sin**2 + cos**2, 1.0, atol=2.0**-sine.SINE_BITS * 3)
     shapes = sine.correlation_shapes((3, 5), spec)
     assert [a.shape for a in shapes] == [a.shape for a in corr]
 

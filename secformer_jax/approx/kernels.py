@@ -19,7 +19,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-MAX_SHIFT = 18  # bits shifted by one multiplication: 2^-18 is exactly encodable for any f >= 18 (FM64's f)
+MAX_SHIFT = 16  # bits shifted by one multiplication: 2^-16 is exactly encodable for any f >= 16 (and SPU
+# truncates by 2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-17 or 2^-18 for 40 / 16)
 MAX_ITERS = 64
 
 
@@ -176,15 +177,16 @@ def bracketed_div(num, den, *, lo: float, hi: float, tol: float = 1e-4):
 
     Math: with brackets of two octaves (`plan_brackets`, top exponent T), one stacked comparison gives
     A = 2^(S - e_g) for den's bracket g, S = min(T, MAX_SHIFT) (so each shift below is one truncation; A is
-    a power of two down to 2^(S - T), kept >= 2^-8); y = den A 2^-S = den 2^-e_g lies in [1/4, 1), so
+    a power of two down to 2^(S - T), kept >= 2^-8 by raising S); y = den A 2^-S = den 2^-e_g lies in [1/4, 1), so
     `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3) give r ~ 1 / y,
     and num / den = num (r A) 2^-S. The same secret A scales y and r, so the selection's rounding cancels.
     Outside the range: den < lo leaves y below 1/4 (fewer correct bits), y >= 2 (den >= 2^(T+1)) diverges.
     Rounds: one comparison, then about 3 + 6 multiplications instead of ~2 log2(hi / lo).
     Precision as `goldschmidt_div`'s: num r A is formed before undoing the deflation; r A keeps at least
-    f - 2 - (T - S) significant bits (14 for the softmax's top bracket, den in [2^20, 2^22))."""
+    f - (T - S) significant bits: all 18 for the softmax's den < 2^16, 12 in its top bracket [2^20, 2^22)
+    (mean (x + 5)^2 above 8192 over 128 keys)."""
     brackets = plan_brackets(lo, hi)
-    shift = max(min(brackets.exps[-1], MAX_SHIFT), brackets.exps[-1] - 8)  # one truncation when E <= 26
+    shift = max(min(brackets.exps[-1], MAX_SHIFT), brackets.exps[-1] - 8)  # one truncation when T <= 24
     scale = bracket_select(den, brackets, [[2.0 ** (shift - e)] for e in brackets.exps])[..., 0]
     y = mul_pow2(den * scale, -shift)
     plan = plan_div(2.0**-brackets.width, 1.0, tol)

@@ -99,8 +99,8 @@ PRESETS: dict[str, ApproxSet] = {
     "puma": ApproxSet("puma", "puma", "puma"),
     "mpcformer": ApproxSet("quad", "2quad", "exact"),
     # SecFormer's softmax and LayerNorm protocols; its GeLU is the cosine series on the same masked opening
-    # (no comparison: 64 / 32 bytes per element in ABY3 / SEMI2K against the paper's segmented erf series' 460
-    # / 360, on the domain |x| <= 56). `--gelu secformer` restores the paper's Π_GeLU (any x).
+    # (no comparison: 52 / 24 bytes per element in ABY3 / SEMI2K against the paper's segmented erf series' 448
+    # / 352, on the domain |x| <= 56). `--gelu secformer` restores the paper's Π_GeLU (any x).
     "secformer": ApproxSet("fourier", "secformer", "secformer"),
 }
 

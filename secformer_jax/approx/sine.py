@@ -47,6 +47,7 @@ GELU_COSINE = SineSpec(128, 64)  # `gelu_fourier`'s GeLU series
 PERIOD, HARMONICS = ERF_SINE
 X_CUT = 2.5 * math.sqrt(2.0)  # erf(x / sqrt 2) = +-1 beyond (two comparisons), the series inside
 FRAC_BITS = 18  # SPU FM64's fixed point; the opened value's low log2(PERIOD) + FRAC_BITS bits are its residue
+SINE_BITS = 16  # the dealt sines and cosines are ring integers round(value 2^16) (see `ring_dot`)
 # fit_beta(PERIOD, HARMONICS, X_CUT), rounded to 9 digits (max erf error 2.4e-5 either way)
 BETA = (1.555343268, -0.571750389, 0.746868936, -0.357022843, 0.208977717, -0.056168389, 0.014221493)
 
@@ -76,8 +77,8 @@ class SineCorrelation(NamedTuple):
     t: jax.Array  # int32: t 2^f, t uniform on {0, 2^-f, ..., P - 2^-f} (as an integer: float32 has too few bits)
     h_hi: jax.Array  # int32, uniform
     h_lo: jax.Array  # int32, uniform
-    sin: jax.Array  # float32 [..., harmonics]: sin(2 pi k T / P), k = 1..harmonics
-    cos: jax.Array  # float32 [..., harmonics]
+    sin: jax.Array  # int32 [..., harmonics]: round(sin(2 pi k T / P) 2^SINE_BITS), k = 1..harmonics
+    cos: jax.Array  # int32 [..., harmonics]: the same for cos
 
 
 def dealer(shape: tuple, rng: np.random.Generator, spec: SineSpec = ERF_SINE) -> SineCorrelation:
@@ -85,14 +86,15 @@ def dealer(shape: tuple, rng: np.random.Generator, spec: SineSpec = ERF_SINE) ->
     t_int = rng.integers(0, spec.period << FRAC_BITS, shape, dtype=np.int32)
     angles = 2 * np.pi * (t_int[..., None] * 2.0**-FRAC_BITS) * np.arange(1, spec.harmonics + 1) / spec.period
     words = lambda: rng.integers(np.iinfo(np.int32).min, np.iinfo(np.int32).max, shape, dtype=np.int32, endpoint=True)
-    return SineCorrelation(t_int, words(), words(), np.sin(angles).astype(np.float32), np.cos(angles).astype(np.float32))
+    fixed = lambda v: np.round(v * 2.0**SINE_BITS).astype(np.int32)
+    return SineCorrelation(t_int, words(), words(), fixed(np.sin(angles)), fixed(np.cos(angles)))
 
 
 def correlation_shapes(shape: tuple, spec: SineSpec = ERF_SINE) -> SineCorrelation:
     """The correlation's shapes and dtypes for an input of `shape` (for compiling without values)."""
     s = lambda dtype, extra=(): jax.ShapeDtypeStruct(tuple(shape) + extra, dtype)
     h = (spec.harmonics,)
-    return SineCorrelation(s(jnp.int32), s(jnp.int32), s(jnp.int32), s(jnp.float32, h), s(jnp.float32, h))
+    return SineCorrelation(s(jnp.int32), s(jnp.int32), s(jnp.int32), s(jnp.int32, h), s(jnp.int32, h))
 
 
 def masked_residue(x, corr: SineCorrelation, period: int = PERIOD):
@@ -135,14 +137,17 @@ def erf_series(x, corr: SineCorrelation | None = None, scale: float = 1.0):
 
 
 def ring_dot(public, secret):
-    """sum over the last axis of public * secret, with one fixed-point truncation instead of one per product.
-    SPU only. Both operands are reinterpreted as their ring integers (value 2^f each); the integer products
-    (value 2^2f) are exact and local (public times secret), their sum too; the bitcast back reads the sum as a
-    fixed-point number 2^f times too large, and the multiplication by 2^-f is the one truncation. Needs
-    |public|, |secret| <= 2^(63 - 2f) / (terms) (here |.| <= 1.6 and 7 terms: far inside), and f = FRAC_BITS."""
+    """sum over the last axis of public * secret / 2^SINE_BITS for fixed-point `public` and ring-integer
+    `secret` (the dealt sines at scale 2^SINE_BITS), with one truncation instead of one per product. SPU only.
+    `public` is reinterpreted as its ring integers (value 2^f); the integer products (value 2^(f + 16)) are
+    exact and local (public times secret), their sum too; the bitcast back reads the sum as a fixed-point
+    number 2^16 times too large, and the multiplication by 2^-16 is the one truncation (SPU truncates by
+    2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-18 for 40 / 16: why the sines are at 2^16).
+    A fixed-point secret v rides along as its own ring integer (value 2^f) with its coefficient divided by
+    2^(f - 16). Needs |public| 2^f |secret| terms <= 2^63 (here |public| <= 13, 129 terms: far inside)."""
     as_int = lambda v: jax.lax.bitcast_convert_type(v, jnp.int32)
-    total = (as_int(public) * as_int(secret)).sum(-1)
-    return jax.lax.bitcast_convert_type(total, public.dtype) * (2.0**-FRAC_BITS)
+    total = (as_int(public) * secret).sum(-1)
+    return jax.lax.bitcast_convert_type(total, public.dtype) * (2.0**-SINE_BITS)
 
 
 def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
@@ -153,7 +158,7 @@ def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
     the series alone is within 4.3e-5). Under SPU FM64 with a dealt correlation, within 6.2e-5 (ABY3) and
     4.7e-5 (SEMI2K) of this function without one (the reference) in float32 on [-8, 8] (measured; tests
     assert 2e-4). Online cost per element: one opening, public sines, 2 x 7 public-secret products summed
-    with one truncation, two comparisons, two selects and one secret product (ABY3: 460 bytes, SEMI2K: 360,
+    with one truncation, two comparisons, two selects and one secret product (ABY3: 448 bytes, SEMI2K: 352,
     measured; PUMA's GeLU: 860 and 656)."""
     cdf = jnp.where(x < -X_CUT, 0.0, jnp.where(x > X_CUT, 1.0, 0.5 + erf_series(x, corr, scale=0.5)))
     return x * cdf  # 0.5 (1 + erf) with the 0.5 inside the series' coefficients: one truncation fewer
@@ -186,16 +191,19 @@ def gelu_fourier(x, corr: SineCorrelation | None = None):
     for |x| in [56, 64 + 56] the error grows to about |x| - 56 and it repeats with period 128, so inputs
     must be known to stay inside (the MiniLM teacher's GeLU inputs on SST-2 and RTE dev lie in
     [-17.2, 24.7], measured; see `secformer eval`'s gelu_input_range). Under SPU FM64 with a dealt
-    correlation (`dealer(shape, rng, GELU_COSINE)`), within 2e-4 of this function without one (tests).
+    correlation (`dealer(shape, rng, GELU_COSINE)`), within 2.7e-4 of this function without one in float32
+    on [-56, 56] (measured; tests assert 4e-4).
     Online cost per element: one opening and one truncation (x / 2 and the 2 x 64 public-secret products
-    summed on ring integers, `ring_dot`); the dealt randomness is 2 x 64 + 3 values per element."""
+    summed on ring integers, `ring_dot`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
+    the dealt randomness is 2 x 64 + 3 values per element."""
     c0, c = gelu_cosine_coefficients()
     coeffs = jnp.asarray(c, x.dtype)
     if corr is None:
         w = (2 * math.pi / GELU_COSINE.period) * jnp.arange(1, GELU_COSINE.harmonics + 1, dtype=x.dtype)
         return 0.5 * x + c0 + jnp.cos(x[..., None] * w) @ coeffs
     angle = masked_angles(x, corr, GELU_COSINE.period)  # public
-    half = jnp.full(x.shape + (1,), 0.5, x.dtype)
+    half = jnp.full(x.shape + (1,), 0.5 * 2.0 ** (SINE_BITS - FRAC_BITS), x.dtype)  # x's ring integer is x 2^f
     # cos(w (r + T)) = cos(w r) C - sin(w r) S, and x / 2 rides along in the same sum
     public = jnp.concatenate([half, jnp.cos(angle) * coeffs, -jnp.sin(angle) * coeffs], -1)
-    return ring_dot(public, jnp.concatenate([x[..., None], corr.cos, corr.sin], -1)) + c0
+    x_int = jax.lax.bitcast_convert_type(x, jnp.int32)[..., None]
+    return ring_dot(public, jnp.concatenate([x_int, corr.cos, corr.sin], -1)) + c0
