@@ -49,7 +49,7 @@ def layernorm_exact(x, scale, bias, eps):
     in [2^-6, 2^12], 4e-3 in [2^-10, 2^12] (varies with the random shares: a variance of 2^-10 has 8
     significant bits; measured over 6 runs; tests assert 2e-3 and 1e-2)."""
     centred, v, gain = _centred(x, eps)
-    return centred / (jnp.sqrt(v) * (1.0 / gain)) * scale + bias
+    return centred * (1.0 / jnp.sqrt(v) * gain) * scale + bias  # the reciprocal of the [..., L, 1] root, not of L d
 
 
 def layernorm_puma(x, scale, bias, eps):
