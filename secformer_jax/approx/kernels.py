@@ -177,9 +177,9 @@ def bracketed_div(num, den, *, lo: float, hi: float, tol: float = 1e-4):
 
     Math: with brackets of two octaves (`plan_brackets`, top exponent T), one stacked comparison gives
     A = 2^(S - e_g) for den's bracket g, S = min(T, MAX_SHIFT) (so each shift below is one truncation; A is
-    a power of two down to 2^(S - T), kept >= 2^-8 by raising S); y = den A 2^-S = den 2^-e_g lies in [1/4, 1), so
-    `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3) give r ~ 1 / y,
-    and num / den = num (r A) 2^-S. The same secret A scales y and r, so the selection's rounding cancels.
+    a power of two down to 2^(S - T), kept >= 2^-8 by raising S); y = den A 2^-S = den 2^-e_g lies in
+    [1/4, 1), so `plan_div(1/4, 1, tol)` iterations (6 for tol 1e-4 instead of about log2(hi / lo) + 3)
+    give r ~ 1 / y, and num / den = num (r A) 2^-S. The same secret A scales y and r, so the selection's rounding cancels.
     Outside the range: den < lo leaves y below 1/4 (fewer correct bits), y >= 2 (den >= 2^(T+1)) diverges.
     Rounds: one comparison, then about 3 + 6 multiplications instead of ~2 log2(hi / lo).
     Precision as `goldschmidt_div`'s: num r A is formed before undoing the deflation; r A keeps at least
@@ -202,10 +202,8 @@ def bracketed_rsqrt(v, *, lo: float, hi: float, tol: float = 1e-4):
     1, tol)` iterations give r ~ 1 / sqrt(y), and 1 / sqrt(v) = r C 2^(-E/2). Outside the range: v < lo leaves
     y below 1/4 (fewer correct bits), y >= 3 diverges. Rounds: one comparison, then about 2 + 3 x 5 instead of
     3 x ~log_{9/4}(hi / lo)."""
-    brackets = plan_brackets(lo, hi)
+    brackets = plan_brackets(lo, hi)  # width 2: even exponents, so (top - e) / 2 is whole
     top = brackets.exps[-1]
-    if top % 2:
-        raise ValueError(f"bracketed_rsqrt needs even bracket exponents, got top {top}")
     scales = bracket_select(v, brackets, [[2.0 ** (top - e), 2.0 ** ((top - e) // 2)] for e in brackets.exps])
     y = mul_pow2(v * scales[..., 0], -top)
     plan = plan_rsqrt(2.0**-brackets.width, 1.0, tol)

@@ -133,7 +133,8 @@ def erf_series(x, corr: SineCorrelation | None = None, scale: float = 1.0):
         k = jnp.arange(1, HARMONICS + 1, dtype=x.dtype)
         return jnp.sin((2 * math.pi / PERIOD) * x[..., None] * k) @ beta
     angle = masked_angles(x, corr, PERIOD)  # public
-    return ring_dot(jnp.concatenate([jnp.sin(angle) * beta, jnp.cos(angle) * beta], -1), jnp.concatenate([corr.cos, corr.sin], -1))
+    public = jnp.concatenate([jnp.sin(angle) * beta, jnp.cos(angle) * beta], -1)  # sin(a+b) = sin a cos b + cos a sin b
+    return ring_dot(public, jnp.concatenate([corr.cos, corr.sin], -1))
 
 
 def ring_dot(public, secret):
