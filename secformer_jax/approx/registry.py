@@ -40,6 +40,8 @@ NEEDS_CORRELATION: dict[tuple[str, str], _sine.SineSpec] = {
     ("gelu", "secformer"): _sine.ERF_SINE,
     ("gelu", "fourier"): _sine.GELU_COSINE,
 }
+# Functions right only on |x| <= a bound (the program cannot check it; `secformer eval` does, in plaintext).
+DOMAINS: dict[tuple[str, str], float] = {("gelu", "fourier"): _sine.GELU_DOMAIN}
 
 
 def get_approx(op: str, name: str) -> Callable:
@@ -84,6 +86,11 @@ class ApproxSet:
     def correlation_spec(self) -> _sine.SineSpec | None:
         """What the GeLU's dealt correlated randomness (`sine.SineCorrelation`) is for; None if it needs none."""
         return NEEDS_CORRELATION.get(("gelu", self.gelu))
+
+    @property
+    def gelu_domain(self) -> float | None:
+        """The bound on |x| within which the GeLU is right; None if it is right everywhere."""
+        return DOMAINS.get(("gelu", self.gelu))
 
     @property
     def needs_correlation(self) -> bool:

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..approx import PRESETS, resolve_approx, sine
+from ..approx import PRESETS, resolve_approx
 from ..checkpoint import load_checkpoint
 from ..inference import Encoded, PrivateClassifier, logits_fn
 from ..model import BertForSequenceClassification
@@ -34,9 +34,6 @@ def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) 
         real = batch.index >= 0
         out[batch.index[real]] = logits[real]
     return out
-
-
-GELU_DOMAINS = {"fourier": sine.GELU_DOMAIN}  # GeLUs right only on |x| <= domain
 
 
 def gelu_inputs(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> dict:
@@ -57,7 +54,7 @@ def gelu_inputs(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> di
     for batch in eval_batches(data, batch_size):
         b_lo, b_hi = extremes(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids)
         lo, hi = float(np.minimum(lo, b_lo)), float(np.maximum(hi, b_hi))  # NaN (overflow) propagates
-    domain = GELU_DOMAINS.get(approx.gelu)
+    domain = approx.gelu_domain
     return {"min": lo, "max": hi, "domain": domain, "inside": None if domain is None else bool(np.abs([lo, hi]).max() <= domain)}
 
 
