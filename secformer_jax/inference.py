@@ -104,13 +104,20 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
     )
 
 
+LINEAR_PUBLIC_ARG = 6  # `logits_fn`'s public argument (compile with public_args=(LINEAR_PUBLIC_ARG,))
+
+
 def logits_fn(config, approx: ApproxSet):
-    """(params, words, mask, types[, correlation]) -> logits [B, num_labels]; words/types as ids or one-hots;
-    `correlation`: the dealt randomness of a protocol GeLU (`correlation_tree`), None for its reference."""
+    """(params, words, mask, types[, correlation[, linear, linear_public]]) -> logits [B, num_labels];
+    words/types as ids or one-hots; `correlation`: the dealt randomness of a protocol GeLU
+    (`correlation_tree`), None for its reference; `linear` (secret) and `linear_public` (public): the
+    fixed-mask products' collections (`linear.FixedMasks.deal` and `.public`), None for SPU's own products."""
     model = BertForSequenceClassification(config, approx)
 
-    def logits(params, words, mask, types, correlation=None):
+    def logits(params, words, mask, types, correlation=None, linear=None, linear_public=None):
         variables = {"params": params} | ({"correlation": correlation} if correlation is not None else {})
+        if linear_public is not None:
+            variables |= {"linear": linear, "linear_public": linear_public}
         return model.apply(variables, words, mask, types)["logits"]
 
     return logits

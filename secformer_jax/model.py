@@ -17,6 +17,9 @@ What differs from the Hugging Face modules, and why:
 - The padding mask is a float 0/1 array handed to the softmax, which multiplies by it (2Quad squares its
   input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
 - Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
+- Products with a fixed weight (`Dense`, the word embeddings) run as fixed-mask products (`linear.py`) when
+  the "linear_public" / "linear" collections carry their masks (`linear.FixedMasks`); their kernels are then
+  not read (the model owner need not send them).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from transformers import BertConfig
 
+from . import linear
 from .approx import ApproxSet
 
 Array = Any
@@ -58,6 +62,46 @@ def _embed(table: Array, ids_or_onehot: Array) -> Array:
     return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
 
 
+def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
+    """x times the module's fixed weight `name` as a fixed-mask product; `opened` = (D, unit) when a parent
+    opened x for several products, else the module opens x itself with its own input mask."""
+    if opened is None:
+        unit = module.get_variable("linear_public", "unit")
+        opened = (linear.open_input(x, module.get_variable("linear", "input"), unit), unit)
+    d, unit = opened
+    return linear.masked_matmul(x, d, module.get_variable("linear_public", name), module.get_variable("linear", name), unit)
+
+
+class Dense(nn.Module):
+    """`nn.Dense`'s parameters (kernel [in, out], bias) and function; with a fixed mask for the kernel in the
+    linear collections, the fixed-mask product instead (the kernel is then not read)."""
+
+    features: int
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: Array, opened=None) -> Array:
+        if self.has_variable("linear_public", "kernel"):
+            return _masked_product(self, x, "kernel", opened) + self.param("bias", nn.initializers.zeros, (self.features,))
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        return x @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class WordEmbed(nn.Module):
+    """`nn.Embed`'s parameter (embedding [V, H]) looked up by ids or multiplied by a one-hot (`_embed`); with
+    a fixed mask for it in the linear collections, the one-hot product as a fixed-mask product."""
+
+    num_embeddings: int
+    features: int
+    embedding_init: Any
+
+    @nn.compact
+    def __call__(self, ids_or_onehot: Array) -> Array:
+        if self.has_variable("linear_public", "embedding"):
+            return _masked_product(self, ids_or_onehot, "embedding", None)
+        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with HF's parameter names (`scale`, `bias`) and the approximation's normalisation."""
 
@@ -79,7 +123,7 @@ class BertEmbeddings(nn.Module):
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.word_embeddings = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init)
+        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init)
         self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init)
         self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
@@ -87,7 +131,7 @@ class BertEmbeddings(nn.Module):
 
     def __call__(self, input_ids, token_type_ids, deterministic: bool = True):
         seq_len = input_ids.shape[1]
-        words = _embed(self.word_embeddings.embedding, input_ids)
+        words = self.word_embeddings(input_ids)
         types = _embed(self.token_type_embeddings.embedding, token_type_ids)
         positions = self.position_embeddings.embedding[:seq_len][None]  # positions are public
         hidden = self.LayerNorm(words + types + positions)
@@ -101,9 +145,9 @@ class BertSelfAttention(nn.Module):
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.query = nn.Dense(c.hidden_size, kernel_init=init)
-        self.key = nn.Dense(c.hidden_size, kernel_init=init)
-        self.value = nn.Dense(c.hidden_size, kernel_init=init)
+        self.query = Dense(c.hidden_size, kernel_init=init)
+        self.key = Dense(c.hidden_size, kernel_init=init)
+        self.value = Dense(c.hidden_size, kernel_init=init)
         self.dropout = nn.Dropout(rate=c.attention_probs_dropout_prob)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
@@ -113,7 +157,11 @@ class BertSelfAttention(nn.Module):
         def split(x):  # [B, L, H*D] -> [B, H, L, D]
             return x.reshape(x.shape[:2] + (heads, head_dim)).transpose(0, 2, 1, 3)
 
-        q, k, v = split(self.query(hidden)), split(self.key(hidden)), split(self.value(hidden))
+        opened = None
+        if self.has_variable("linear", "input"):  # fixed-mask Q, K, V: one opening of `hidden` for the three
+            unit = self.get_variable("linear_public", "unit")
+            opened = (linear.open_input(hidden, self.get_variable("linear", "input"), unit), unit)
+        q, k, v = (split(dense(hidden, opened)) for dense in (self.query, self.key, self.value))
         scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(head_dim)
         probs = self.approx.softmax_fn(scores, mask[:, None, None, :])
         probs = self.dropout(probs, deterministic=deterministic)
@@ -128,7 +176,7 @@ class BertSelfOutput(nn.Module):
 
     def setup(self):
         c = self.config
-        self.dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
 
@@ -157,7 +205,7 @@ class BertIntermediate(nn.Module):
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = nn.Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        dense = Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
         if self.has_variable("correlation", "gelu"):  # dealt randomness for a protocol GeLU (`approx/sine.py`)
             return self.approx.gelu_fn(dense(hidden), self.get_variable("correlation", "gelu"))
         return self.approx.gelu_fn(dense(hidden))
@@ -169,7 +217,7 @@ class BertOutput(nn.Module):
 
     def setup(self):
         c = self.config
-        self.dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
 
@@ -223,7 +271,7 @@ class BertPooler(nn.Module):
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = nn.Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
         return jnp.tanh(dense(hidden[:, 0]))
 
 
@@ -264,7 +312,7 @@ class BertForSequenceClassification(nn.Module):
         self.bert = BertModule(c, self.approx)
         dropout = getattr(c, "classifier_dropout", None)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob if dropout is None else dropout)
-        self.classifier = nn.Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
 
     def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
         out = self.bert(input_ids, attention_mask, token_type_ids, deterministic)

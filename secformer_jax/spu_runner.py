@@ -7,6 +7,8 @@ by default, FM128 (fraction bits 40) as an option.
 What is secret and what is public:
 - Every array argument is secret-shared (VIS_SECRET): model weights belong to the model owner, the
   one-hot tokens, token types and padding mask to the data owner. No computing party sees any of them.
+  The exception is what a caller marks public (`public_args`): the masked weights W - B of the
+  fixed-mask linear layers (`linear.py`), uniform on the ring and so no secret.
 - Shapes are public: batch, sequence length (the padded length, not the true one: the mask is secret),
   vocabulary and layer sizes, and the program itself (which approximation, how many iterations).
 - Outputs are revealed to whoever reconstructs them (in the simulation: the caller, standing in for the
@@ -157,6 +159,7 @@ class Program:
     in_tree: Any
     in_shapes: list
     out_tree: Any
+    public: list[bool]  # per flat input: public (every party holds it in the clear) or secret-shared
 
     @property
     def mlir(self) -> str:
@@ -173,9 +176,15 @@ class Program:
         return [np.asarray(a, dtype) for a, (_, dtype) in zip(flat, self.in_shapes)]
 
 
-def compile_program(fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:
+def compile_program(
+    fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None, public_args: tuple[int, ...] = ()
+) -> Program:
     """Trace `fn` with JAX on `example_args` (arrays or ShapeDtypeStructs; only shapes/dtypes matter) and
-    compile it to SPU's pphlo. All inputs are secret. Compile once, then `Simulation.run` as often as needed."""
+    compile it to SPU's pphlo. Inputs are secret, except every leaf of the positional arguments listed in
+    `public_args` (public: each party gets the value itself). Compile once, then `Simulation.run` as often as needed."""
+    if any(not 0 <= i < len(example_args) for i in public_args):
+        raise ValueError(f"public_args {public_args} name arguments beyond the {len(example_args)} given")
+    public = [i in public_args for i, arg in enumerate(example_args) for _ in jax.tree_util.tree_leaves(arg)]
     flat, in_tree = jax.tree_util.tree_flatten(example_args)
     flat = [np.zeros(a.shape, a.dtype) for a in flat]
 
@@ -189,12 +198,12 @@ def compile_program(fn: Callable, *example_args, copts: libspu.CompilerOptions |
         flat,
         {},
         [f"in{i}" for i in range(len(flat))],
-        [libspu.Visibility.VIS_SECRET] * len(flat),
+        [libspu.Visibility.VIS_PUBLIC if p else libspu.Visibility.VIS_SECRET for p in public],
         lambda outs: [f"out{i}" for i in range(len(outs))],
         copts=copts or libspu.CompilerOptions(),
     )
     _, out_tree = jax.tree_util.tree_flatten(output)
-    return Program(executable, in_tree, [(a.shape, a.dtype) for a in flat], out_tree)
+    return Program(executable, in_tree, [(a.shape, a.dtype) for a in flat], out_tree, public)
 
 
 class Simulation:
@@ -213,7 +222,8 @@ class Simulation:
 
     def run(self, program: Program, *args) -> tuple[Any, Cost]:
         """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost)."""
-        shares = [self.io.make_shares(a, libspu.Visibility.VIS_SECRET) for a in program.flat_inputs(args)]
+        vis = lambda public: libspu.Visibility.VIS_PUBLIC if public else libspu.Visibility.VIS_SECRET
+        shares = [self.io.make_shares(a, vis(p)) for a, p in zip(program.flat_inputs(args), program.public)]
 
         desc = libspu.link.Desc()
         for rank in range(self.world_size):

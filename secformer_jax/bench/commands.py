@@ -67,6 +67,11 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
+    model.add_argument(
+        "--linear", choices=["spu", "fixed-mask"], default="spu",
+        help="products with the model's weights: SPU's own (default), or fixed-mask products where they cost less "
+        "(every method alike; semi2k/aby3, simulation only; see secformer_jax/linear.py)",
+    )
 
 
 def run_bench(args) -> dict:
@@ -116,6 +121,7 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
     with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
         records = model_records(
             args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field,
-            progress=bar.update, runners=runners,
+            progress=bar.update, runners=runners, linear_layers=args.linear,
         )
-    return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols)
+    suffix = "-fixed-mask" if args.linear == "fixed-mask" else ""
+    return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols) + suffix

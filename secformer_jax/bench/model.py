@@ -28,8 +28,9 @@ import numpy as np
 import spu.libspu as libspu
 from transformers import BertConfig
 
+from .. import linear
 from ..approx import PRESETS, ApproxSet, sine
-from ..inference import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, correlation_tree, logits_fn
+from ..inference import LINEAR_PUBLIC_ARG, SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, correlation_tree, logits_fn
 from ..model import init_params
 from ..spu_runner import Cost, Simulation, compile_program
 from .network import Network
@@ -41,6 +42,7 @@ MODELS = {
     "bert-tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=1000),
 }
 METHODS = ("puma", "mpcformer", "secformer")
+LINEAR_LAYERS = ("spu", "fixed-mask")
 CATEGORIES = ("embedding", "linear", "softmax", "gelu", "layernorm", "other")
 
 
@@ -58,36 +60,46 @@ def _inputs(config: BertConfig, batch: int, seq_len: int, seed: int):
     return ids, (eye[ids], np.ones((batch, seq_len), np.float32), np.eye(2, dtype=np.float32)[np.zeros_like(ids)])
 
 
-def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int):
-    """{category: (program, inputs, count per model)} measuring one piece each (see module doc)."""
+LAYER = ("bert", "encoder", "layer", "0")
+EMBEDDING_SITE, *LAYER_SITES = linear.bert_sites(1)[:5]  # word embeddings; Q/K/V, attention output, FFN in, FFN out
+
+
+def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, protocol: str | None = None):
+    """{category: (program, inputs, count per model)} measuring one piece each (see module doc); with
+    `protocol`, the embedding and linear pieces use fixed-mask products where `linear.prefers_mask`."""
     b, l, h, i, heads = batch, seq_len, config.hidden_size, config.intermediate_size, config.num_attention_heads
     d = h // heads
     rng = np.random.default_rng(1)
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
+    qkv, o, ffn_in, ffn_out = LAYER_SITES
 
-    def embedding(w_word, w_type, w_pos, onehot, type_onehot):
-        return jnp.einsum("blv,vd->bld", onehot, w_word) + jnp.einsum("blt,td->bld", type_onehot, w_type) + w_pos[:l][None]
+    def embedding(w, w_type, w_pos, onehot, type_onehot, secret=None, public=None):
+        words, = linear.site_products(onehot, EMBEDDING_SITE, w, secret, public)
+        return words + jnp.einsum("blt,td->bld", type_onehot, w_type) + w_pos[:l][None]
 
-    def linear(w, hidden, probs, inter):
+    def layer_products(w, hidden, probs, inter, secret=None, public=None):
         heads_of = lambda x: x.reshape(b, l, heads, d).transpose(0, 2, 1, 3)
-        q, k, v = (heads_of(hidden @ w[n] + w[n + "_b"]) for n in ("q", "k", "v"))
+        q, k, v = (heads_of(y) for y in linear.site_products(hidden, qkv, w, secret, public))
         scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(d)
         context = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3).reshape(b, l, h)
-        attended = context @ w["o"] + w["o_b"]
-        return scores, attended @ w["i"] + w["i_b"], inter @ w["out"] + w["out_b"]
+        attended, = linear.site_products(context, o, w, secret, public)
+        return scores, *linear.site_products(attended, ffn_in, w, secret, public), *linear.site_products(inter, ffn_out, w, secret, public)
 
-    weights = {"q": f32(h, h), "k": f32(h, h), "v": f32(h, h), "o": f32(h, h), "i": f32(h, i), "out": f32(i, h)}
-    weights |= {n + "_b": f32(weights[n].shape[1]) for n in list(weights)}
+    shapes = {qkv: [(h, h)] * 3, o: [(h, h)], ffn_in: [(h, i)], ffn_out: [(i, h)]}
+    weights: dict = {}
+    for site, kernel_shapes in shapes.items():
+        for (path, _), shape in zip(site.products, kernel_shapes):
+            linear.set_path(weights, path, {"kernel": f32(*shape), "bias": f32(shape[1])})
+    word_table = {}
+    linear.set_path(word_table, EMBEDDING_SITE.products[0][0], {"embedding": f32(config.vocab_size, h)})
     n = config.num_hidden_layers
     onehot = np.eye(config.vocab_size, dtype=np.float32)[rng.integers(0, config.vocab_size, (b, l))]
+    embedding_args = (word_table, f32(2, h), f32(config.max_position_embeddings, h), onehot, np.eye(2, dtype=np.float32)[np.zeros((b, l), int)])
+    layer_args = (weights, f32(b, l, h), np.full((b, heads, l, l), 1.0 / l, np.float32), f32(b, l, i))
     pieces = {
-        "embedding": (
-            embedding,
-            (f32(config.vocab_size, h), f32(2, h), f32(config.max_position_embeddings, h), onehot, np.eye(2, dtype=np.float32)[np.zeros((b, l), int)]),
-            1,
-        ),
-        "linear": (linear, (weights, f32(b, l, h), np.full((b, heads, l, l), 1.0 / l, np.float32), f32(b, l, i)), n),
+        "embedding": (embedding, _masked_args(embedding_args, [EMBEDDING_SITE], protocol, batch, seq_len, rng), 1),
+        "linear": (layer_products, _masked_args(layer_args, LAYER_SITES, protocol, batch, seq_len, rng), n),
         "softmax": (approx.softmax_fn, (f32(b, heads, l, l) * 3, np.ones((b, 1, 1, l), np.float32)), n),
         "gelu": _gelu_piece(approx, f32(b, l, i), rng, n),
         "layernorm": (
@@ -96,7 +108,20 @@ def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_le
             2 * n + 1,
         ),
     }
-    return {cat: (compile_program(fn, *args, copts=copts, name=cat), args, count) for cat, (fn, args, count) in pieces.items()}
+    programs = {}
+    for cat, (fn, args, count) in pieces.items():
+        public = (len(args) - 1,) if protocol is not None and cat in ("embedding", "linear") else ()  # the masked weights
+        programs[cat] = (compile_program(fn, *args, copts=copts, name=cat, public_args=public), args, count)
+    return programs
+
+
+def _masked_args(args: tuple, sites, protocol: str | None, batch: int, seq_len: int, rng) -> tuple:
+    """`args` (weights first) as they are for SPU's own products (protocol None), or with fixed masks for
+    `sites` under `protocol`: (stripped weights, ..., secret masks, public masks)."""
+    if protocol is None:
+        return args
+    masks = linear.setup_masks(args[0], sites, protocol, rng)
+    return (masks.strip(args[0]), *args[1:], masks.deal(batch, seq_len, rng), masks.public)
 
 
 def _gelu_piece(approx: ApproxSet, x: np.ndarray, rng: np.random.Generator, count: int):
@@ -138,9 +163,40 @@ def plaintext_seconds(config: BertConfig, batch: int, seq_len: int, repeats: int
     return statistics.median(times)
 
 
-def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None, runners=None) -> list[dict]:
+def _dealt(protocol, field, gelu_layer, programs, batch: int, seq_len: int, measured: int, total_layers: int) -> tuple[dict | None, dict | None]:
+    """(offline, setup): bytes of the dealer's per-inference shares (GeLU randomness; the fixed-mask
+    products' A and C) and of the once-per-model fixed-mask setup (E to every party, shares of B), each
+    counted as one 64-bit ring element per value (the program receives a ring value as two int32 words)."""
+    sim = Simulation(protocol, field)
+    offline_bytes, what = 0, []
+    if gelu_layer is not None:
+        offline_bytes += sim.share_bytes(gelu_layer) * total_layers
+        what.append("dealt GeLU randomness")
+    masks = {n: m for n, (*_, m) in programs.items()}
+    if all(m is None for m in masks.values()):
+        return ({"send_bytes": offline_bytes, "what": " + ".join(what) + " (shares sent by the dealer)"} if what else None), None
+    fresh = {n: m.fresh_values(batch, seq_len) for n, m in masks.items()}
+    weights = {n: sum(b.size for b in m.weight_masks.values()) for n, m in masks.items()}
+    per_value = sim.share_bytes([np.zeros(1, np.int32)])
+    lin = lambda c: c[0] + total_layers * (c[measured] - c[0]) / measured if measured < total_layers else c[measured]
+    return (
+        {"send_bytes": round(offline_bytes + per_value * lin(fresh)), "what": " + ".join(what + ["fixed-mask A and C"]) + " (shares sent by the dealer)"},
+        {"send_bytes": round(2 * per_value * lin(weights)), "what": "once per model: W - B to every party, shares of B (fixed-mask products)"},
+    )
+
+
+def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None, runners=None, linear_layers: str = "spu") -> list[dict]:
     """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext
-    record. `runners` as in `ops.op_records` (default: SPU simulations)."""
+    record. `runners` as in `ops.op_records` (default: SPU simulations). `linear_layers`: "spu" (SPU's own
+    products) or "fixed-mask" (`linear.py`, for every method alike, where `linear.prefers_mask`)."""
+    if linear_layers not in LINEAR_LAYERS:
+        raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(LINEAR_LAYERS)}")
+    fixed_mask = linear_layers == "fixed-mask"
+    if fixed_mask:
+        for protocol in protocols:
+            linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
+        if runners:
+            raise ValueError("fixed-mask linear layers run in the simulation only (the cluster path sends no public inputs)")
     full = model_config(model)
     total_layers = full.num_hidden_layers
     measured = total_layers if layers is None else layers
@@ -151,7 +207,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
-    base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field}
+    base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field, "linear": linear_layers}
     plain_s = plaintext_seconds(full, batch, seq_len)
     records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
     simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
@@ -161,25 +217,38 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
         approx = PRESETS[method]
         if approx.needs_correlation:
             sine.check_field(field)
-        programs = {}
         dealer_rng = np.random.default_rng(2)
+        models = {}
         for n in sorted({measured, 0} if measured < total_layers else {measured}):
             config = model_config(model, n)
             params = jax.tree_util.tree_map(np.asarray, init_params(config, PRESETS["plaintext"]))
-            fn = logits_fn(config, approx)
-            correlation = correlation_tree(config, approx, batch, seq_len, dealer_rng)
-            args = (params, *inputs) + ((correlation,) if correlation is not None else ())
-            programs[n] = (compile_program(fn, *args, copts=copts, name=f"{model}_{n}"), args, fn)
-        categories = _category_programs(full, approx, batch, seq_len)
+            models[n] = (params, logits_fn(config, approx), correlation_tree(config, approx, batch, seq_len, dealer_rng))
         one_layer = correlation_tree(model_config(model, 1), approx, batch, seq_len, dealer_rng)
+        compiled: dict = {}
+
+        def programs_for(protocol):
+            """{layers: (program, args, fn, params, masks)} and the category programs: one set for SPU's
+            own products, one per protocol for fixed-mask ones (which products pay depends on it)."""
+            key = protocol if fixed_mask else None
+            if key not in compiled:
+                programs = {}
+                for n, (params, fn, correlation) in models.items():
+                    args, public, masks = (params, *inputs) + ((correlation,) if correlation is not None else ()), (), None
+                    if fixed_mask:
+                        masks = linear.setup_masks(params, linear.bert_sites(n), protocol, dealer_rng)
+                        args = (masks.strip(params), *inputs, correlation, masks.deal(batch, seq_len, dealer_rng), masks.public)
+                        public = (LINEAR_PUBLIC_ARG,)
+                    program = compile_program(fn, *args, copts=copts, name=f"{model}_{n}", public_args=public)
+                    programs[n] = (program, args, fn, params, masks)
+                compiled[key] = (programs, _category_programs(full, approx, batch, seq_len, key))
+            return compiled[key]
+
         for protocol in protocols:
             sim = simulations[protocol]
             costs, error = {}, None
-            offline = None
-            if one_layer is not None:  # the dealer's shares, apart from the online cost
-                offline = {"send_bytes": Simulation(protocol, field).share_bytes(one_layer) * total_layers, "what": "dealt GeLU randomness (shares sent by the dealer)"}
-            for n, (program, args, fn) in programs.items():
-                params = args[0]
+            programs, categories = programs_for(protocol)
+            offline, setup = _dealt(protocol, field, one_layer, programs, batch, seq_len, measured, total_layers)
+            for n, (program, args, fn, params, _) in programs.items():
                 out, costs[n] = sim.run(program, *args)
                 if n == measured:
                     plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
@@ -200,7 +269,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
                     "extrapolated": measured < total_layers, **cost_fields(total, networks),
-                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s, "offline": offline,
+                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s, "offline": offline, "setup": setup,
                 }
             )
     return records

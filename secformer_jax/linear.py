@@ -1,0 +1,231 @@
+"""Fixed-mask linear layers: x W for the model's fixed secret W with one opening of x per inference, not of W.
+
+SPU's SEMI2K multiplies two secrets with a fresh Beaver triple, which opens both masked factors: at every
+inference the whole masked weight matrix W - B is opened again (a BERT-base layer: 7.1 M weights against
+0.6 M activations). W never changes, so its mask need not either (SecureML's observation for a fixed
+operand; Mohassel & Zhang 2017, section 4.2):
+
+    setup, once per model:  the dealer draws B uniform on the ring Z_2^64; the parties get E = W - B in the
+                            clear (uniform, so it says nothing about W) and shares of B;
+    per inference:          the dealer draws A uniform on the ring, shaped like x, and deals shares of A and
+                            of C = A B (ring products);
+    online:                 open D = x - A (x's own size; uniform, so it says nothing about x), then
+                            x W = x E + D B + C     (= x E + x B - A B + A B),
+                            where x E is secret times public and D B public times secret: local, no message.
+
+Everything runs on ring integers: x as its fixed-point encoding x 2^f (f = FRAC_BITS), W as
+round(W 2^WEIGHT_BITS), so x W comes out at 2^(f + 16) and one multiplication by 2^-16 (one truncation,
+SPU's cheapest: 8 / 28 bytes per element in SEMI2K / ABY3) brings it back to 2^f. Error: the weights are
+rounded to 2^-16 (SPU's fixed point keeps 2^-18), so each output is off by at most 2^-17 sum_i |x_i| plus
+one truncation's 2^-18 (measured on a BERT-base FFN, 768 -> 3072, |x| ~ N(0, 1): 6.2e-4, SPU's own product
+3.0e-4).
+
+The dealer must not be a computing party and must not see E (the parties hold it): then it knows B but
+not W, as SPU's trusted-first-party Beaver dealer does. A and C are fresh per inference; B is reused, which
+is safe because the one value it masks, W, is reused too (E is the same at every inference).
+
+Where it pays (`prefers_mask`): SEMI2K, every product (SPU's opens the weights). ABY3 multiplies two
+replicated secrets locally and reshares and truncates the output (52 bytes per output element, measured),
+while the masked product opens the input (24 bytes per element) and truncates the output (28): it pays when
+the output is wider than the input (Q, K and V together, the FFN's first product). Cheetah has no dealer.
+
+Ring integers enter the program as two int32 words (JAX traces 32-bit integers; SPU computes on the 64-bit
+ring): v = hi 2^32 + lo. XLA folds int32 constants with 32-bit wrap-around (hi * 2^16 * 2^16 becomes 0), so
+2^16 enters as a public input (`unit`, one per opening site) that XLA cannot fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FRAC_BITS = 18  # SPU FM64's fixed point (x's ring integer is x 2^18)
+WEIGHT_BITS = 16  # the weights' ring integers are round(W 2^16): the product then needs one truncation by 2^-16
+PROTOCOLS = ("semi2k", "aby3")  # the dealer-based ones
+
+
+class MaskedWeight(NamedTuple):
+    """Public, once per model: E = round(W 2^16) - B as ring words."""
+
+    e_hi: jax.Array  # int32 [n, m]
+    e_lo: jax.Array
+
+
+class ProductMask(NamedTuple):
+    """Secret: B (once per model) and C = A B (fresh per inference), as ring words."""
+
+    b_hi: jax.Array  # int32 [n, m]
+    b_lo: jax.Array
+    c_hi: jax.Array  # int32 [..., m]
+    c_lo: jax.Array
+
+
+class InputMask(NamedTuple):
+    """Secret, fresh per inference: A shaped like the input x, as ring words."""
+
+    a_hi: jax.Array  # int32 [..., n]
+    a_lo: jax.Array
+
+
+def to_words(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint64 ring values -> int32 (hi, lo) with hi 2^32 + lo = v mod 2^64 (lo read as a signed word)."""
+    v = np.asarray(v, np.uint64)
+    lo = (v & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+    hi = ((v - lo.astype(np.int64).astype(np.uint64)) >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    return hi, lo
+
+
+def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b mod 2^64 for uint64 arrays (numpy's unsigned products and sums wrap)."""
+    return np.matmul(a, b)
+
+
+def prefers_mask(protocol: str, n_in: int, n_out: int) -> bool:
+    """Whether a fixed-mask product x W (W: [n_in, n_out]) costs less than SPU's own under `protocol`
+    (module doc)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"fixed-mask linear layers need a dealer-based protocol ({', '.join(PROTOCOLS)}), got {protocol!r}")
+    return protocol == "semi2k" or n_out > n_in
+
+
+def ring(hi, lo, unit):
+    """The ring integer hi 2^32 + lo from int32 words, `unit` the public 2^16 (module doc)."""
+    return hi * unit * unit + lo
+
+
+def open_input(x, mask: InputMask, unit):
+    """D = x 2^f - A, opened (one round; SPU only): uniform on the ring."""
+    from spu.experimental import reveal
+
+    return reveal(jax.lax.bitcast_convert_type(x, jnp.int32) - ring(*mask, unit))
+
+
+def masked_matmul(x, opened, weight: MaskedWeight, mask: ProductMask, unit):
+    """x W = (x E + D B + C) 2^-(f + 16) on ring integers (module doc), x fixed point [..., n], `opened` =
+    `open_input(x, A, unit)` for the A that `mask.c` was dealt with. SPU only."""
+    x_int = jax.lax.bitcast_convert_type(x, jnp.int32)
+    e, b, c = ring(*weight, unit), ring(mask.b_hi, mask.b_lo, unit), ring(mask.c_hi, mask.c_lo, unit)
+    product = x_int @ e + opened @ b + c
+    return jax.lax.bitcast_convert_type(product, x.dtype) * 2.0**-WEIGHT_BITS
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One opening: an input (`path` of the module that opens it, its leading dims as 'bl' or 'b') and the
+    products that share it (paths of modules holding a kernel, with the kernel's name). The opening module
+    finds "input" (`InputMask`) in the "linear" collection and "unit" in "linear_public" at its path; each
+    product module its `ProductMask` and `MaskedWeight` under the kernel's name."""
+
+    path: tuple[str, ...]
+    lead: str
+    products: tuple[tuple[tuple[str, ...], str], ...]
+
+
+def bert_sites(num_layers: int) -> list[Site]:
+    """The BERT products with a fixed weight (`model.py`'s module paths): word embeddings (one-hot input),
+    Q/K/V (one shared input), attention output, FFN in and out, pooler, classifier."""
+    sites = [Site(("bert", "embeddings", "word_embeddings"), "bl", ((("bert", "embeddings", "word_embeddings"), "embedding"),))]
+    for i in range(num_layers):
+        layer = ("bert", "encoder", "layer", str(i))
+        attn = layer + ("attention", "self")
+        sites.append(Site(attn, "bl", tuple((attn + (n,), "kernel") for n in ("query", "key", "value"))))
+        for module in (("attention", "output", "dense"), ("intermediate", "dense"), ("output", "dense")):
+            sites.append(Site(layer + module, "bl", ((layer + module, "kernel"),)))
+    sites.append(Site(("bert", "pooler", "dense"), "b", ((("bert", "pooler", "dense"), "kernel"),)))
+    sites.append(Site(("classifier",), "b", ((("classifier",), "kernel"),)))
+    return sites
+
+
+def _get(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def set_path(tree: dict, path, value) -> None:
+    """tree[path[0]]...[path[-1]] = value, creating dicts on the way."""
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+@dataclasses.dataclass
+class FixedMasks:
+    """The dealer's per-model state for one protocol: which sites are masked, the public E tree (the
+    program's "linear_public" collection) and the dealer's B per product. `deal` gives each inference's
+    fresh A and C (the "linear" collection); `strip` drops the masked weights from the model owner's
+    parameters (the program never reads them)."""
+
+    sites: list[Site]
+    public: dict
+    weight_masks: dict  # product path -> B (uint64), the dealer's secret
+
+    def deal(self, batch: int, seq_len: int, rng: np.random.Generator) -> dict:
+        tree: dict = {}
+        for site in self.sites:
+            n = self.weight_masks[site.products[0][0]].shape[0]
+            shape = (batch, seq_len, n) if site.lead == "bl" else (batch, n)
+            a = rng.integers(0, np.iinfo(np.uint64).max, shape, dtype=np.uint64, endpoint=True)
+            set_path(tree, site.path + ("input",), InputMask(*to_words(a)))
+            for path, name in site.products:
+                b = self.weight_masks[path]
+                set_path(tree, path + (name,), ProductMask(*to_words(b), *to_words(ring_matmul(a, b))))
+        return tree
+
+    def fresh_values(self, batch: int, seq_len: int) -> int:
+        """How many ring values `deal` draws fresh per inference (A and C; B is the setup's)."""
+        count = 0
+        for site in self.sites:
+            lead = batch * seq_len if site.lead == "bl" else batch
+            count += lead * (self.weight_masks[site.products[0][0]].shape[0] + sum(self.weight_masks[p].shape[1] for p, _ in site.products))
+        return count
+
+    def strip(self, params: dict) -> dict:
+        """`params` without the masked weights (a copy; the arrays shared)."""
+        copy = lambda t: {k: copy(v) for k, v in t.items()} if isinstance(t, Mapping) else t
+        out = copy(params)
+        for site in self.sites:
+            for path, name in site.products:
+                del _get(out, path)[name]
+        return out
+
+
+def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.Generator) -> FixedMasks:
+    """Mask each of `sites` (e.g. `bert_sites(layers)`) whose products `prefers_mask` under `protocol`
+    (setup, once per model and protocol): B uniform on the ring, E = round(W 2^16) - B public."""
+    chosen, public, weight_masks = [], {}, {}
+    unit = np.int32(1 << 16)
+    for site in sites:
+        kernels = [np.asarray(_get(params, path)[name], np.float64) for path, name in site.products]
+        n_in, n_out = kernels[0].shape[0], sum(k.shape[1] for k in kernels)
+        if not prefers_mask(protocol, n_in, n_out):
+            continue
+        chosen.append(site)
+        set_path(public, site.path + ("unit",), unit)
+        for (path, name), kernel in zip(site.products, kernels):
+            b = rng.integers(0, np.iinfo(np.uint64).max, kernel.shape, dtype=np.uint64, endpoint=True)
+            w = np.round(kernel * 2.0**WEIGHT_BITS).astype(np.int64).astype(np.uint64)
+            weight_masks[path] = b
+            set_path(public, path + (name,), MaskedWeight(*to_words(w - b)))
+    return FixedMasks(chosen, public, weight_masks)
+
+
+def site_products(x, site: Site, params: dict, secret: dict | None = None, public: dict | None = None) -> list:
+    """x W (+ b where the module has a bias) for each product of `site`, as fixed-mask products when
+    `public` masks the site, else as plain products (the model's modules do the same; this form serves
+    programs that compute a site outside the model, e.g. the benchmark's cost pieces)."""
+    bias = lambda path: _get(params, path).get("bias", 0.0)
+    try:
+        unit = _get(public, site.path + ("unit",))
+    except (KeyError, TypeError):
+        return [x @ _get(params, path)[name] + bias(path) for path, name in site.products]
+    opened = open_input(x, _get(secret, site.path + ("input",)), unit)
+    return [
+        masked_matmul(x, opened, _get(public, path)[name], _get(secret, path)[name], unit) + bias(path)
+        for path, name in site.products
+    ]
