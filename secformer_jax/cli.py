@@ -14,6 +14,7 @@ from .bench.commands import add_bench_commands, run_bench
 from .cluster.commands import add_cluster_commands, approx_flags
 from .glue.commands import COMMANDS as GLUE_COMMANDS
 from .glue.commands import add_glue_commands, print_glue, run_glue
+from .linear import LINEAR_HELP, LINEAR_LAYERS
 from .spu_runner import FIELDS, PROTOCOLS
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--text-pair", help="second segment for sentence-pair tasks")
     infer.add_argument("--protocol", default="aby3", choices=list(PROTOCOLS))
     infer.add_argument("--field", default="fm64", choices=list(FIELDS))
+    infer.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
     infer.add_argument("--approx", default="secformer", choices=list(PRESETS), help="approximation preset")
     for op, impls in REGISTRY.items():
         infer.add_argument(f"--{op}", choices=list(impls), help=f"override the preset's {op}")
@@ -54,10 +56,10 @@ def infer(args) -> dict:
     config = checkpoint.config
     encoded = encode(checkpoint.tokenizer, args.text, args.text_pair, args.max_length)
 
-    classifier = PrivateClassifier(checkpoint, approx, args.field)
+    classifier = PrivateClassifier(checkpoint, approx, args.field, args.linear)
     classifier.simulation(args.protocol)  # validate the protocol before compiling
     _log(f"compiling the SPU program ({config.num_hidden_layers} layers, {args.max_length} tokens) ...")
-    _, compile_seconds = classifier.program(args.max_length)
+    _, compile_seconds = classifier.program(args.max_length, args.protocol)
     _log(f"  compiled in {compile_seconds:.1f} s; running {args.protocol} ({PROTOCOLS[args.protocol][1]} parties, simulated) ...")
     result = classifier(encoded, args.protocol)
 
@@ -70,6 +72,7 @@ def infer(args) -> dict:
         "model": str(checkpoint.path),
         "protocol": args.protocol,
         "field": args.field,
+        "linear": args.linear,
         "approx": approx.to_dict() | {"preset": args.approx},
         "seq_len": args.max_length,
         "num_tokens": len(encoded.tokens),
@@ -105,7 +108,8 @@ def print_summary(out: dict) -> None:
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
     if out.get("offline"):
-        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of dealt GeLU randomness (shares sent by the dealer, apart from the above)")
+        what = "dealt randomness (GeLU" + (", fixed-mask products" if out.get("linear") == "fixed-mask" else "") + ")"
+        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {what}: shares sent by the dealer, apart from the above")
     elif out.get("dealt_values"):
         print(f"offline:     {out['dealt_values']:,} values of GeLU randomness dealt by the data owner")
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]

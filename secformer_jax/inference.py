@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import spu.libspu as libspu
 
+from . import linear
 from .approx import ApproxSet, sine
 from .checkpoint import Checkpoint, load_checkpoint
 from .model import BertForSequenceClassification
@@ -137,41 +138,63 @@ class Result:
 
 
 class PrivateClassifier:
-    """A checkpoint with one approximation set: compiled once per sequence length (the SPU program does not
-    depend on the protocol), run under any protocol."""
+    """A checkpoint with one approximation set: compiled once per sequence length (with SPU's own products
+    the program does not depend on the protocol; with fixed-mask ones, `linear_layers="fixed-mask"`, which
+    products are masked does: once per length and protocol), run under any protocol."""
 
-    def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64"):
-        self.checkpoint, self.approx, self.field = checkpoint, approx, field
+    def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
+        if linear_layers not in linear.LINEAR_LAYERS:
+            raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(linear.LINEAR_LAYERS)}")
+        self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         if approx.needs_correlation:
             sine.check_field(field)
         self._simulations: dict[str, Simulation] = {}
         self._fn = logits_fn(checkpoint.config, approx)
         self._plain = jax.jit(self._fn)
-        self._programs: dict[int, tuple[Program, float]] = {}
+        self._programs: dict[tuple, tuple[Program, float]] = {}
+        self._masks: dict[str, tuple[linear.FixedMasks, dict]] = {}
 
-    def program(self, seq_len: int) -> tuple[Program, float]:
-        """The compiled SPU program for `seq_len` tokens (cached) and the seconds its compilation took."""
-        if seq_len not in self._programs:
+    def masks(self, protocol: str) -> tuple[linear.FixedMasks, dict] | None:
+        """The fixed masks for `protocol` (the setup, once per protocol) and the weights stripped of the
+        masked kernels; None with SPU's own products."""
+        if self.linear_layers == "spu":
+            return None
+        if protocol not in self._masks:
+            params = self.checkpoint.params
+            masks = linear.setup_masks(params, linear.bert_sites(self.checkpoint.config.num_hidden_layers), protocol, np.random.default_rng())
+            self._masks[protocol] = (masks, masks.strip(params))
+        return self._masks[protocol]
+
+    def program(self, seq_len: int, protocol: str = "aby3") -> tuple[Program, float]:
+        """The compiled SPU program for `seq_len` tokens (cached; `protocol` matters only for fixed-mask
+        products) and the seconds its compilation took."""
+        masks = self.masks(protocol)
+        key = (seq_len, protocol if masks else None)
+        if key not in self._programs:
             c = self.checkpoint.config
             start = time.perf_counter()
             shapes = (
-                self.checkpoint.params,
+                masks[1] if masks else self.checkpoint.params,
                 jax.ShapeDtypeStruct((1, seq_len, c.vocab_size), jnp.float32),
                 jax.ShapeDtypeStruct((1, seq_len), jnp.float32),
                 jax.ShapeDtypeStruct((1, seq_len, c.type_vocab_size), jnp.float32),
+                correlation_tree(c, self.approx, 1, seq_len),
             )
-            correlation = correlation_tree(c, self.approx, 1, seq_len)
-            shapes += (correlation,) if correlation is not None else ()
+            if masks:
+                shapes += (masks[0].deal(1, seq_len, np.random.default_rng(0)), masks[0].public)
             copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
-            program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits")
-            self._programs[seq_len] = (program, time.perf_counter() - start)
-        return self._programs[seq_len]
+            public = (LINEAR_PUBLIC_ARG,) if masks else ()
+            program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits", public_args=public)
+            self._programs[key] = (program, time.perf_counter() - start)
+        return self._programs[key]
 
     def plaintext_logits(self, encoded: Encoded) -> np.ndarray:
         return np.asarray(self._plain(self.checkpoint.params, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids))
 
     def simulation(self, protocol: str) -> Simulation:
         if protocol not in self._simulations:
+            if self.linear_layers == "fixed-mask":
+                linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
             self._simulations[protocol] = Simulation(protocol, self.field, **SPU_RUNTIME_OPTIONS)
         return self._simulations[protocol]
 
@@ -180,13 +203,18 @@ class PrivateClassifier:
         c = self.checkpoint.config
         simulation = self.simulation(protocol)
         seq_len = encoded.input_ids.shape[1]
-        program, compile_seconds = self.program(seq_len)
+        program, compile_seconds = self.program(seq_len, protocol)
+        masks = self.masks(protocol)
         inputs = one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)
-        offline = None
+        rng = np.random.default_rng()
         start = time.perf_counter()
-        correlation = correlation_tree(c, self.approx, 1, seq_len, np.random.default_rng())
-        if correlation is not None:
-            inputs += (correlation,)
-            offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(correlation)}
-        logits, cost = simulation.run(program, self.checkpoint.params, *inputs)
+        correlation = correlation_tree(c, self.approx, 1, seq_len, rng)
+        dealt = [correlation] if correlation is not None else []
+        inputs += (correlation,)
+        if masks:
+            fresh = masks[0].deal(1, seq_len, rng)
+            inputs += (fresh, masks[0].public)
+            dealt += [linear.fresh_leaves(fresh)]
+        offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(dealt)} if dealt else None
+        logits, cost = simulation.run(program, masks[1] if masks else self.checkpoint.params, *inputs)
         return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline)

@@ -47,6 +47,8 @@ import numpy as np
 FRAC_BITS = 18  # SPU FM64's fixed point (x's ring integer is x 2^18)
 WEIGHT_BITS = 16  # the weights' ring integers are round(W 2^16): the product then needs one truncation by 2^-16
 PROTOCOLS = ("semi2k", "aby3")  # the dealer-based ones
+LINEAR_LAYERS = ("spu", "fixed-mask")  # products with the weights: SPU's own, or this module's
+LINEAR_HELP = "products with the weights: SPU's own (default), or fixed-mask ones where they cost less (semi2k, aby3; see secformer_jax/linear.py)"
 
 
 class MaskedWeight(NamedTuple):
@@ -177,14 +179,6 @@ class FixedMasks:
                 set_path(tree, path + (name,), ProductMask(*to_words(b), *to_words(ring_matmul(a, b))))
         return tree
 
-    def fresh_values(self, batch: int, seq_len: int) -> int:
-        """How many ring values `deal` draws fresh per inference (A and C; B is the setup's)."""
-        count = 0
-        for site in self.sites:
-            lead = batch * seq_len if site.lead == "bl" else batch
-            count += lead * (self.weight_masks[site.products[0][0]].shape[0] + sum(self.weight_masks[p].shape[1] for p, _ in site.products))
-        return count
-
     def strip(self, params: dict) -> dict:
         """`params` without the masked weights (a copy; the arrays shared)."""
         copy = lambda t: {k: copy(v) for k, v in t.items()} if isinstance(t, Mapping) else t
@@ -193,6 +187,13 @@ class FixedMasks:
             for path, name in site.products:
                 del _get(out, path)[name]
         return out
+
+
+def fresh_leaves(dealt: dict) -> list[np.ndarray]:
+    """The per-inference ring values of a `FixedMasks.deal` tree, one array per value (A and C, their low
+    words: a ring value is sent as one 64-bit share), for counting the dealer's bytes; B is the setup's."""
+    leaves = jax.tree_util.tree_leaves(dealt, is_leaf=lambda v: isinstance(v, (InputMask, ProductMask)))
+    return [v.a_lo if isinstance(v, InputMask) else v.c_lo for v in leaves]
 
 
 def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.Generator) -> FixedMasks:

@@ -50,6 +50,7 @@ def test_unknown_names_are_refused(argv, message, capsys):
         (["--text", "word " * 40, "--max-length", "16"], "over the max length 16"),
         (["--max-length", "100"], "exceeds the model's 64 positions"),
         (["--model", "/nonexistent/model"], "does not exist"),
+        (["--linear", "fixed-mask", "--protocol", "cheetah"], "dealer-based protocol"),
     ],
 )
 def test_bad_input_gives_a_clear_error(tiny_checkpoint, argv, message, capsys):

@@ -1,6 +1,5 @@
 """The notebooks execute top to bottom (on small shapes: SECFORMER_NOTEBOOK_SMALL=1), so they never rot."""
 
-import os
 from pathlib import Path
 
 import nbformat

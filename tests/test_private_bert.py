@@ -37,6 +37,20 @@ def test_padding_does_not_change_logits(classifiers, preset):
     np.testing.assert_allclose(short, long, atol=1e-4)
 
 
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_fixed_mask_products_match_plaintext_and_cost_less(classifiers, protocol):
+    """`linear_layers="fixed-mask"`: same logits as plaintext; fewer online bytes than SPU's own products
+    (SEMI2K: all of them; ABY3: Q/K/V and the FFN's first product); A and C dealt on top of the GeLU's."""
+    ckpt, by_preset = classifiers
+    masked = PrivateClassifier(ckpt, PRESETS["secformer"], linear_layers="fixed-mask")
+    enc = encode(ckpt.tokenizer, TEXT, max_length=16)
+    result, own = masked(enc, protocol), by_preset["secformer"](enc, protocol)
+    assert result.max_abs_error <= 0.02 + 0.02 * float(np.abs(result.plaintext_logits).max())
+    assert result.cost.send_bytes < own.cost.send_bytes
+    assert result.offline["send_bytes"] > own.offline["send_bytes"]
+    assert masked.program(16, protocol) is masked.program(16, protocol)
+
+
 def test_compiles_once_per_length(classifiers):
     ckpt, by_preset = classifiers
     classifier = by_preset["secformer"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..linear import LINEAR_HELP, LINEAR_LAYERS
 from ..spu_runner import PROTOCOLS
 
 
@@ -67,11 +68,7 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
-    model.add_argument(
-        "--linear", choices=["spu", "fixed-mask"], default="spu",
-        help="products with the model's weights: SPU's own (default), or fixed-mask products where they cost less "
-        "(every method alike; semi2k/aby3, simulation only; see secformer_jax/linear.py)",
-    )
+    model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike, simulation only")
 
 
 def run_bench(args) -> dict:

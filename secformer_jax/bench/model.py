@@ -17,7 +17,6 @@ full run in the committed results).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 import time
@@ -42,7 +41,6 @@ MODELS = {
     "bert-tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=1000),
 }
 METHODS = ("puma", "mpcformer", "secformer")
-LINEAR_LAYERS = ("spu", "fixed-mask")
 CATEGORIES = ("embedding", "linear", "softmax", "gelu", "layernorm", "other")
 
 
@@ -163,24 +161,24 @@ def plaintext_seconds(config: BertConfig, batch: int, seq_len: int, repeats: int
     return statistics.median(times)
 
 
-def _dealt(protocol, field, gelu_layer, programs, batch: int, seq_len: int, measured: int, total_layers: int) -> tuple[dict | None, dict | None]:
+def _dealt(protocol, field, gelu_layer, programs, measured: int, total_layers: int) -> tuple[dict | None, dict | None]:
     """(offline, setup): bytes of the dealer's per-inference shares (GeLU randomness; the fixed-mask
-    products' A and C) and of the once-per-model fixed-mask setup (E to every party, shares of B), each
-    counted as one 64-bit ring element per value (the program receives a ring value as two int32 words)."""
+    products' A and C) and of the once-per-model fixed-mask setup (E to every party, shares of B), a ring
+    value counted as one 64-bit element (the program receives it as two int32 words), extrapolated to the
+    model's layers like the online cost."""
     sim = Simulation(protocol, field)
     offline_bytes, what = 0, []
     if gelu_layer is not None:
         offline_bytes += sim.share_bytes(gelu_layer) * total_layers
         what.append("dealt GeLU randomness")
-    masks = {n: m for n, (*_, m) in programs.items()}
-    if all(m is None for m in masks.values()):
+    if all(masks is None for *_, masks in programs.values()):
         return ({"send_bytes": offline_bytes, "what": " + ".join(what) + " (shares sent by the dealer)"} if what else None), None
-    fresh = {n: m.fresh_values(batch, seq_len) for n, m in masks.items()}
-    weights = {n: sum(b.size for b in m.weight_masks.values()) for n, m in masks.items()}
-    per_value = sim.share_bytes([np.zeros(1, np.int32)])
+    fresh = {n: sim.share_bytes(linear.fresh_leaves(args[-2])) for n, (_, args, *_) in programs.items()}
+    weights = {n: sum(b.size for b in masks.weight_masks.values()) for n, (*_, masks) in programs.items()}
+    per_value = sim.share_bytes([np.zeros(1024, np.int32)]) / 1024  # one ring element's shares, all parties
     lin = lambda c: c[0] + total_layers * (c[measured] - c[0]) / measured if measured < total_layers else c[measured]
     return (
-        {"send_bytes": round(offline_bytes + per_value * lin(fresh)), "what": " + ".join(what + ["fixed-mask A and C"]) + " (shares sent by the dealer)"},
+        {"send_bytes": round(offline_bytes + lin(fresh)), "what": " + ".join(what + ["fixed-mask A and C"]) + " (shares sent by the dealer)"},
         {"send_bytes": round(2 * per_value * lin(weights)), "what": "once per model: W - B to every party, shares of B (fixed-mask products)"},
     )
 
@@ -189,8 +187,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext
     record. `runners` as in `ops.op_records` (default: SPU simulations). `linear_layers`: "spu" (SPU's own
     products) or "fixed-mask" (`linear.py`, for every method alike, where `linear.prefers_mask`)."""
-    if linear_layers not in LINEAR_LAYERS:
-        raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(LINEAR_LAYERS)}")
+    if linear_layers not in linear.LINEAR_LAYERS:
+        raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(linear.LINEAR_LAYERS)}")
     fixed_mask = linear_layers == "fixed-mask"
     if fixed_mask:
         for protocol in protocols:
@@ -247,7 +245,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             sim = simulations[protocol]
             costs, error = {}, None
             programs, categories = programs_for(protocol)
-            offline, setup = _dealt(protocol, field, one_layer, programs, batch, seq_len, measured, total_layers)
+            offline, setup = _dealt(protocol, field, one_layer, programs, measured, total_layers)
             for n, (program, args, fn, params, _) in programs.items():
                 out, costs[n] = sim.run(program, *args)
                 if n == measured:

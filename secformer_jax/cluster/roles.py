@@ -204,6 +204,8 @@ class Driver:
         self._closed = False
 
     def run(self, program: Program, *args) -> tuple[Any, Cost]:
+        if any(program.public):
+            raise ValueError("a program with public inputs (fixed-mask products) cannot run through a cluster yet: its inputs are sent as secret shares")
         flat = program.flat_inputs(args)
         send_job(self._io, self.config, program, [MO_RANK] * len(flat), receiver=MO_RANK)
         send_inputs(self._io, self.config, flat)

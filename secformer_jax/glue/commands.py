@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..approx import PRESETS, REGISTRY
+from ..linear import LINEAR_HELP, LINEAR_LAYERS
 from ..spu_runner import FIELDS, PROTOCOLS
 from .tasks import TASKS
 
@@ -59,6 +60,7 @@ def add_glue_commands(sub) -> None:
     ev.add_argument("--spu-examples", type=int, default=0, help="also run this many evenly spaced dev examples under SPU")
     ev.add_argument("--protocol", default="aby3", choices=list(PROTOCOLS))
     ev.add_argument("--field", default="fm64", choices=list(FIELDS))
+    ev.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
     ev.add_argument("--max-examples", type=int, help="evaluate only the first N dev examples")
 
     rp = sub.add_parser("accuracy-report", help="render the accuracy table from `secformer eval --json` files")
@@ -104,7 +106,7 @@ def run_glue(args, argv: list[str]) -> dict:
 
         overrides = {op: getattr(args, op) for op in REGISTRY if getattr(args, op) is not None}
         out = evaluate(args.task, args.model, args.approx, args.max_length, args.glue_dir, args.spu_examples,
-                       args.protocol, args.field, args.max_examples, overrides)
+                       args.protocol, args.field, args.max_examples, overrides, args.linear)
     from ..bench.report import run_meta
 
     meta = run_meta([])

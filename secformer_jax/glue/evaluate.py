@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..approx import PRESETS, resolve_approx
+from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint
 from ..inference import Encoded, PrivateClassifier, logits_fn
 from ..model import BertForSequenceClassification
@@ -73,16 +73,16 @@ def encoded(data: Tokenized, i: int) -> Encoded:
     return Encoded(pad(ids), pad(np.ones_like(ids)), pad(types), [])
 
 
-def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: str, field: str) -> dict:
+def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: str, field: str, linear_layers: str = "spu") -> dict:
     """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding)."""
-    classifier = PrivateClassifier(checkpoint, approx, field)
+    classifier = PrivateClassifier(checkpoint, approx, field, linear_layers)
     classifier.simulation(protocol)
     private, plain, send_bytes, seconds, compile_seconds = [], [], [], [], {}
     for i in tqdm(index, desc=f"SPU {protocol}", unit="example", leave=False):
         enc = encoded(data, int(i))
         length = enc.input_ids.shape[1]
         if length not in compile_seconds:
-            compile_seconds[length] = classifier.program(length)[1]
+            compile_seconds[length] = classifier.program(length, protocol)[1]
         result = classifier(enc, protocol)
         private.append(result.logits[0])
         plain.append(result.plaintext_logits[0])
@@ -94,7 +94,7 @@ def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: st
 
 def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = None, max_length: int = 128,
              glue_dir=None, spu_examples: int = 0, protocol: str = "aby3", field: str = "fm64",
-             max_examples: int | None = None, overrides: dict | None = None) -> dict:
+             max_examples: int | None = None, overrides: dict | None = None, linear_layers: str = "spu") -> dict:
     """Dev metrics of `model_dir` on `task_name` under a preset (default: the one its `secformer.json` names,
     else plaintext), in plaintext and, with `spu_examples` > 0, under SPU on that many examples."""
     task = get_task(task_name)
@@ -129,11 +129,11 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
     }
     if spu_examples > 0:
         index = subset(spu_examples, len(data))
-        run = run_spu(checkpoint, approx, data, index, protocol, field)
+        run = run_spu(checkpoint, approx, data, index, protocol, field, linear_layers)
         spu_preds, plain_preds = predictions(task, run["private"]), predictions(task, run["plaintext"])
         labels = examples.labels[index]
         out["spu"] = {
-            "protocol": protocol, "field": field, "examples": len(index), "indices": index.tolist(),
+            "protocol": protocol, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
             "metrics": compute_metrics(task, spu_preds, labels),
             "plaintext_metrics": compute_metrics(task, plain_preds, labels),
             "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),

@@ -1,0 +1,125 @@
+"""Fixed-mask linear layers (`linear.py`): the dealer's ring arithmetic, which products pay under which
+protocol, one product under SPU (error and exact bytes), a whole BERT with them, and the bench option."""
+
+import jax
+import numpy as np
+import pytest
+
+from secformer_jax import linear
+from secformer_jax.approx import PRESETS
+from secformer_jax.bench.model import model_records
+from secformer_jax.bench.network import LAN
+from secformer_jax.inference import LINEAR_PUBLIC_ARG, logits_fn
+from secformer_jax.spu_runner import Simulation, compile_program
+
+from conftest import tiny_config, tiny_params
+
+U64 = np.uint64
+
+
+def ring_value(hi, lo):
+    return (hi.astype(np.int64).astype(U64) << U64(32)) + lo.astype(np.int64).astype(U64)
+
+
+def test_ring_words_round_trip():
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63, 2**64 - 1], U64)
+    v = np.concatenate([edges, rng.integers(0, 2**64 - 1, 1000, dtype=U64, endpoint=True)])
+    hi, lo = linear.to_words(v)
+    assert hi.dtype == lo.dtype == np.int32 and (ring_value(hi, lo) == v).all()
+
+
+def test_which_products_pay():
+    assert linear.prefers_mask("semi2k", 3072, 768) and linear.prefers_mask("semi2k", 768, 768)
+    assert linear.prefers_mask("aby3", 768, 3 * 768) and not linear.prefers_mask("aby3", 768, 768)
+    with pytest.raises(ValueError, match="dealer-based protocol"):
+        linear.prefers_mask("cheetah", 768, 3072)
+
+
+SITE = linear.Site(("dense",), "bl", ((("dense",), "kernel"),))
+
+
+def _dense(rng, n=64, m=256):
+    return {"dense": {"kernel": rng.normal(0, 0.1, (n, m)).astype(np.float32), "bias": rng.normal(0, 0.1, m).astype(np.float32)}}
+
+
+def test_the_dealer_masks_the_weight_and_deals_fresh_products():
+    rng = np.random.default_rng(1)
+    params = _dense(rng, 8, 4)
+    masks = linear.setup_masks(params, [SITE], "semi2k", rng)
+    e = ring_value(*masks.public["dense"]["kernel"])
+    b = masks.weight_masks[("dense",)]
+    w = np.round(params["dense"]["kernel"].astype(np.float64) * 2**16).astype(np.int64).astype(U64)
+    assert (e + b == w).all() and masks.public["dense"]["unit"] == 2**16
+    first, second = masks.deal(1, 3, rng), masks.deal(1, 3, rng)
+    for dealt in (first, second):
+        a, product = ring_value(*dealt["dense"]["input"]), dealt["dense"]["kernel"]
+        assert (ring_value(product.b_hi, product.b_lo) == b).all()
+        assert (ring_value(product.c_hi, product.c_lo) == np.matmul(a, b)).all()  # C = A B mod 2^64
+    assert not (first["dense"]["input"].a_lo == second["dense"]["input"].a_lo).all()  # fresh per inference
+    assert "kernel" not in masks.strip(params)["dense"] and "kernel" in params["dense"]
+
+
+@pytest.mark.parametrize("protocol, per_input, per_output", [("semi2k", 16, 8), ("aby3", 24, 28)])
+def test_a_masked_product_under_spu(protocol, per_input, per_output):
+    """x W + b within the stated bound; bytes: one opening of x and one truncation of the output (exact),
+    fewer than SPU's own product here (a weight wider than the input)."""
+    rng = np.random.default_rng(2)
+    params, x = _dense(rng), rng.normal(0, 1, (1, 32, 64)).astype(np.float32)
+    masks = linear.setup_masks(params, [SITE], protocol, rng)
+    fn = lambda p, x, secret=None, public=None: linear.site_products(x, SITE, p, secret, public)[0]
+    args = (masks.strip(params), x, masks.deal(1, 32, rng), masks.public)
+    sim = Simulation(protocol)
+    out, cost = sim.run(compile_program(fn, *args, public_args=(3,)), *args)
+    want = x.astype(np.float64) @ params["dense"]["kernel"] + params["dense"]["bias"]
+    bound = 2.0**-17 * np.abs(x).sum(-1, keepdims=True) + 2.0**-14
+    assert (np.abs(out - want) <= bound).all()
+    assert cost.send_bytes == per_input * x.size + per_output * want.size
+    _, own = sim.run(compile_program(fn, params, x), params, x)
+    assert cost.send_bytes < own.send_bytes
+
+
+def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
+    config = tiny_config(vocab_size=512)
+    params = jax.tree_util.tree_map(np.asarray, tiny_params(config))
+    approx = PRESETS["mpcformer"]
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, config.vocab_size, (1, 8))
+    inputs = (np.eye(config.vocab_size, dtype=np.float32)[ids], np.ones((1, 8), np.float32), np.eye(2, dtype=np.float32)[np.zeros_like(ids)])
+    fn = logits_fn(config, approx)
+    plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
+    masks = linear.setup_masks(params, linear.bert_sites(config.num_hidden_layers), "semi2k", rng)
+    assert len(masks.sites) == 2 + 4 * config.num_hidden_layers + 1  # every product in SEMI2K
+    sim = Simulation("semi2k")
+    args = (masks.strip(params), *inputs, None, masks.deal(1, 8, rng), masks.public)
+    masked, cost = sim.run(compile_program(fn, *args, public_args=(LINEAR_PUBLIC_ARG,)), *args)
+    own, own_cost = sim.run(compile_program(fn, params, *inputs), params, *inputs)
+    own_error = np.abs(own - plain).max()  # SPU's fixed point under MPCFormer's approximations: ~5e-3 here
+    assert own_error < 1e-2 and np.abs(masked - plain).max() < 2 * own_error
+    assert cost.send_bytes < 0.6 * own_cost.send_bytes
+
+
+def test_bench_records_fixed_mask_products_for_every_method():
+    records = model_records("bert-tiny", ["puma", "secformer"], ["semi2k", "aby3"], 8, 1, 1, [LAN], linear_layers="fixed-mask")
+    own = {(r["method"], r["protocol"]): r for r in model_records("bert-tiny", ["puma", "secformer"], ["semi2k"], 8, 1, 1, [LAN])}
+    for r in records[1:]:
+        assert r["linear"] == "fixed-mask" and r["setup"]["send_bytes"] > 0 and "fixed-mask A and C" in r["offline"]["what"]
+        if r["protocol"] == "semi2k":
+            mine, theirs = r["by_category"], own[(r["method"], "semi2k")]["by_category"]
+            assert mine["linear"]["send_bytes"] < theirs["linear"]["send_bytes"]
+            assert mine["embedding"]["send_bytes"] < theirs["embedding"]["send_bytes"]
+            assert all(mine[c][k] == theirs[c][k] for c in ("softmax", "gelu") for k in ("send_bytes", "send_actions"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(protocols=["cheetah"], linear_layers="fixed-mask"), "dealer-based protocol"),
+        (dict(protocols=["semi2k"], linear_layers="beaver"), "unknown linear layers 'beaver'"),
+        (dict(protocols=["semi2k"], linear_layers="fixed-mask", runners={"semi2k": object()}), "simulation only"),
+    ],
+)
+def test_bench_refuses_what_fixed_masks_cannot_do(kwargs, message):
+    protocols = kwargs.pop("protocols")
+    with pytest.raises(ValueError, match=message):
+        model_records("bert-tiny", ["puma"], protocols, 8, 1, 1, [LAN], **kwargs)
