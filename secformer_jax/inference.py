@@ -161,7 +161,9 @@ class PrivateClassifier:
             return None
         if protocol not in self._masks:
             params = self.checkpoint.params
-            masks = linear.setup_masks(params, linear.bert_sites(self.checkpoint.config.num_hidden_layers), protocol, np.random.default_rng())
+            c = self.checkpoint.config
+            sites = linear.bert_sites(c.num_hidden_layers, c.hidden_size // c.num_attention_heads)
+            masks = linear.setup_masks(params, sites, protocol, np.random.default_rng())
             self._masks[protocol] = (masks, masks.strip(params))
         return self._masks[protocol]
 

@@ -37,6 +37,7 @@ ring): v = hi 2^32 + lo. XLA folds int32 constants with 32-bit wrap-around (hi *
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -119,23 +120,31 @@ def masked_matmul(x, opened, weight: MaskedWeight, mask: ProductMask, unit):
 @dataclasses.dataclass(frozen=True)
 class Site:
     """One opening: an input (`path` of the module that opens it, its leading dims as 'bl' or 'b') and the
-    products that share it (paths of modules holding a kernel, with the kernel's name). The opening module
-    finds "input" (`InputMask`) in the "linear" collection and "unit" in "linear_public" at its path; each
-    product module its `ProductMask` and `MaskedWeight` under the kernel's name."""
+    products that share it (paths of modules holding a kernel, with the kernel's name), each with a public
+    output scale (`scales`, default 1: the module computes scale (x W + b); the setup folds the scale into
+    E, so it costs nothing). The opening module finds "input" (`InputMask`) in the "linear" collection and
+    "unit" in "linear_public" at its path; each product module its `ProductMask` and `MaskedWeight` under
+    the kernel's name."""
 
     path: tuple[str, ...]
     lead: str
     products: tuple[tuple[tuple[str, ...], str], ...]
+    scales: tuple[float, ...] = ()
+
+    def scale(self, i: int) -> float:
+        return self.scales[i] if self.scales else 1.0
 
 
-def bert_sites(num_layers: int) -> list[Site]:
+def bert_sites(num_layers: int, head_dim: int) -> list[Site]:
     """The BERT products with a fixed weight (`model.py`'s module paths): word embeddings (one-hot input),
-    Q/K/V (one shared input), attention output, FFN in and out, pooler, classifier."""
+    Q/K/V (one shared input; Q scaled by 1 / sqrt(head_dim), as `model.BertSelfAttention` scales it), attention
+    output, FFN in and out, pooler, classifier."""
     sites = [Site(("bert", "embeddings", "word_embeddings"), "bl", ((("bert", "embeddings", "word_embeddings"), "embedding"),))]
     for i in range(num_layers):
         layer = ("bert", "encoder", "layer", str(i))
         attn = layer + ("attention", "self")
-        sites.append(Site(attn, "bl", tuple((attn + (n,), "kernel") for n in ("query", "key", "value"))))
+        qkv = tuple((attn + (n,), "kernel") for n in ("query", "key", "value"))
+        sites.append(Site(attn, "bl", qkv, (1 / math.sqrt(head_dim), 1.0, 1.0)))
         for module in (("attention", "output", "dense"), ("intermediate", "dense"), ("output", "dense")):
             sites.append(Site(layer + module, "bl", ((layer + module, "kernel"),)))
     sites.append(Site(("bert", "pooler", "dense"), "b", ((("bert", "pooler", "dense"), "kernel"),)))
@@ -197,7 +206,7 @@ def fresh_leaves(dealt: dict) -> list[np.ndarray]:
 
 
 def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.Generator) -> FixedMasks:
-    """Mask each of `sites` (e.g. `bert_sites(layers)`) whose products `prefers_mask` under `protocol`
+    """Mask each of `sites` (e.g. `bert_sites(layers, head_dim)`) whose products `prefers_mask` under `protocol`
     (setup, once per model and protocol): B uniform on the ring, E = round(W 2^16) - B public."""
     chosen, public, weight_masks = [], {}, {}
     unit = np.int32(1 << 16)
@@ -208,25 +217,26 @@ def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.G
             continue
         chosen.append(site)
         set_path(public, site.path + ("unit",), unit)
-        for (path, name), kernel in zip(site.products, kernels):
+        for i, ((path, name), kernel) in enumerate(zip(site.products, kernels)):
             b = rng.integers(0, np.iinfo(np.uint64).max, kernel.shape, dtype=np.uint64, endpoint=True)
-            w = np.round(kernel * 2.0**WEIGHT_BITS).astype(np.int64).astype(np.uint64)
+            w = np.round(kernel * site.scale(i) * 2.0**WEIGHT_BITS).astype(np.int64).astype(np.uint64)
             weight_masks[path] = b
             set_path(public, path + (name,), MaskedWeight(*to_words(w - b)))
     return FixedMasks(chosen, public, weight_masks)
 
 
 def site_products(x, site: Site, params: dict, secret: dict | None = None, public: dict | None = None) -> list:
-    """x W (+ b where the module has a bias) for each product of `site`, as fixed-mask products when
-    `public` masks the site, else as plain products (the model's modules do the same; this form serves
-    programs that compute a site outside the model, e.g. the benchmark's cost pieces)."""
-    bias = lambda path: _get(params, path).get("bias", 0.0)
+    """scale (x W + b) (b where the module has one) for each product of `site`, as fixed-mask products when
+    `public` masks the site (the scale is then in E), else as plain products (the model's modules do the
+    same; this form serves programs that compute a site outside the model, e.g. the benchmark's pieces)."""
+    bias = lambda path, scale: _get(params, path)["bias"] * scale if "bias" in _get(params, path) else 0.0
+    scaled = lambda y, scale: y * scale if scale != 1.0 else y
     try:
         unit = _get(public, site.path + ("unit",))
     except (KeyError, TypeError):
-        return [x @ _get(params, path)[name] + bias(path) for path, name in site.products]
+        return [scaled(x @ _get(params, path)[name] + bias(path, 1.0), site.scale(i)) for i, (path, name) in enumerate(site.products)]
     opened = open_input(x, _get(secret, site.path + ("input",)), unit)
     return [
-        masked_matmul(x, opened, _get(public, path)[name], _get(secret, path)[name], unit) + bias(path)
-        for path, name in site.products
+        masked_matmul(x, opened, _get(public, path)[name], _get(secret, path)[name], unit) + bias(path, site.scale(i))
+        for i, (path, name) in enumerate(site.products)
     ]

@@ -73,18 +73,21 @@ def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
 
 
 class Dense(nn.Module):
-    """`nn.Dense`'s parameters (kernel [in, out], bias) and function; with a fixed mask for the kernel in the
-    linear collections, the fixed-mask product instead (the kernel is then not read)."""
+    """`nn.Dense`'s parameters (kernel [in, out], bias) and function, times a public `scale`; with a fixed mask
+    for the kernel in the linear collections, the fixed-mask product instead (the kernel is then not read,
+    and the scale is already in the masked weight: `linear.Site.scales`)."""
 
     features: int
     kernel_init: Any = nn.initializers.lecun_normal()
 
     @nn.compact
-    def __call__(self, x: Array, opened=None) -> Array:
+    def __call__(self, x: Array, opened=None, scale: float = 1.0) -> Array:
         if self.has_variable("linear_public", "kernel"):
-            return _masked_product(self, x, "kernel", opened) + self.param("bias", nn.initializers.zeros, (self.features,))
+            bias = self.param("bias", nn.initializers.zeros, (self.features,))
+            return _masked_product(self, x, "kernel", opened) + (bias * scale if scale != 1.0 else bias)
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
-        return x @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+        y = x @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y * scale if scale != 1.0 else y
 
 
 class WordEmbed(nn.Module):
@@ -161,8 +164,10 @@ class BertSelfAttention(nn.Module):
         if self.has_variable("linear", "input"):  # fixed-mask Q, K, V: one opening of `hidden` for the three
             unit = self.get_variable("linear_public", "unit")
             opened = (linear.open_input(hidden, self.get_variable("linear", "input"), unit), unit)
-        q, k, v = (split(dense(hidden, opened)) for dense in (self.query, self.key, self.value))
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(head_dim)
+        # 1 / sqrt(d) on Q (L x H values) rather than on the scores (heads x L x L); free in a fixed-mask Q
+        q = split(self.query(hidden, opened, scale=1 / math.sqrt(head_dim)))
+        k, v = split(self.key(hidden, opened)), split(self.value(hidden, opened))
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k)
         probs = self.approx.softmax_fn(scores, mask[:, None, None, :])
         probs = self.dropout(probs, deterministic=deterministic)
         context = jnp.einsum("bhqk,bhkd->bhqd", probs, v)

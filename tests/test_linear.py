@@ -88,7 +88,7 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
     inputs = (np.eye(config.vocab_size, dtype=np.float32)[ids], np.ones((1, 8), np.float32), np.eye(2, dtype=np.float32)[np.zeros_like(ids)])
     fn = logits_fn(config, approx)
     plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
-    masks = linear.setup_masks(params, linear.bert_sites(config.num_hidden_layers), "semi2k", rng)
+    masks = linear.setup_masks(params, linear.bert_sites(config.num_hidden_layers, 64 // 4), "semi2k", rng)
     assert len(masks.sites) == 2 + 4 * config.num_hidden_layers + 1  # every product in SEMI2K
     sim = Simulation("semi2k")
     args = (masks.strip(params), *inputs, None, masks.deal(1, 8, rng), masks.public)

@@ -17,7 +17,6 @@ full run in the committed results).
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
@@ -59,7 +58,7 @@ def _inputs(config: BertConfig, batch: int, seq_len: int, seed: int):
 
 
 LAYER = ("bert", "encoder", "layer", "0")
-EMBEDDING_SITE, *LAYER_SITES = linear.bert_sites(1)[:5]  # word embeddings; Q/K/V, attention output, FFN in, FFN out
+
 
 
 def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, protocol: str | None = None):
@@ -70,16 +69,17 @@ def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_le
     rng = np.random.default_rng(1)
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
-    qkv, o, ffn_in, ffn_out = LAYER_SITES
+    embedding_site, *layer_sites = linear.bert_sites(1, d)[:5]
+    qkv, o, ffn_in, ffn_out = layer_sites
 
     def embedding(w, w_type, w_pos, onehot, type_onehot, secret=None, public=None):
-        words, = linear.site_products(onehot, EMBEDDING_SITE, w, secret, public)
+        words, = linear.site_products(onehot, embedding_site, w, secret, public)
         return words + jnp.einsum("blt,td->bld", type_onehot, w_type) + w_pos[:l][None]
 
     def layer_products(w, hidden, probs, inter, secret=None, public=None):
         heads_of = lambda x: x.reshape(b, l, heads, d).transpose(0, 2, 1, 3)
         q, k, v = (heads_of(y) for y in linear.site_products(hidden, qkv, w, secret, public))
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(d)
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k)  # Q carries 1 / sqrt(d), as in the model
         context = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3).reshape(b, l, h)
         attended, = linear.site_products(context, o, w, secret, public)
         return scores, *linear.site_products(attended, ffn_in, w, secret, public), *linear.site_products(inter, ffn_out, w, secret, public)
@@ -90,14 +90,14 @@ def _category_programs(config: BertConfig, approx: ApproxSet, batch: int, seq_le
         for (path, _), shape in zip(site.products, kernel_shapes):
             linear.set_path(weights, path, {"kernel": f32(*shape), "bias": f32(shape[1])})
     word_table = {}
-    linear.set_path(word_table, EMBEDDING_SITE.products[0][0], {"embedding": f32(config.vocab_size, h)})
+    linear.set_path(word_table, embedding_site.products[0][0], {"embedding": f32(config.vocab_size, h)})
     n = config.num_hidden_layers
     onehot = np.eye(config.vocab_size, dtype=np.float32)[rng.integers(0, config.vocab_size, (b, l))]
     embedding_args = (word_table, f32(2, h), f32(config.max_position_embeddings, h), onehot, np.eye(2, dtype=np.float32)[np.zeros((b, l), int)])
     layer_args = (weights, f32(b, l, h), np.full((b, heads, l, l), 1.0 / l, np.float32), f32(b, l, i))
     pieces = {
-        "embedding": (embedding, _masked_args(embedding_args, [EMBEDDING_SITE], protocol, batch, seq_len, rng), 1),
-        "linear": (layer_products, _masked_args(layer_args, LAYER_SITES, protocol, batch, seq_len, rng), n),
+        "embedding": (embedding, _masked_args(embedding_args, [embedding_site], protocol, batch, seq_len, rng), 1),
+        "linear": (layer_products, _masked_args(layer_args, layer_sites, protocol, batch, seq_len, rng), n),
         "softmax": (approx.softmax_fn, (f32(b, heads, l, l) * 3, np.ones((b, 1, 1, l), np.float32)), n),
         "gelu": _gelu_piece(approx, f32(b, l, i), rng, n),
         "layernorm": (
@@ -233,7 +233,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 for n, (params, fn, correlation) in models.items():
                     args, public, masks = (params, *inputs) + ((correlation,) if correlation is not None else ()), (), None
                     if fixed_mask:
-                        masks = linear.setup_masks(params, linear.bert_sites(n), protocol, dealer_rng)
+                        head_dim = full.hidden_size // full.num_attention_heads
+                        masks = linear.setup_masks(params, linear.bert_sites(n, head_dim), protocol, dealer_rng)
                         args = (masks.strip(params), *inputs, correlation, masks.deal(batch, seq_len, dealer_rng), masks.public)
                         public = (LINEAR_PUBLIC_ARG,)
                     program = compile_program(fn, *args, copts=copts, name=f"{model}_{n}", public_args=public)
