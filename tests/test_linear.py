@@ -8,7 +8,8 @@ import pytest
 from secformer_jax import linear
 from secformer_jax.approx import PRESETS
 from secformer_jax.bench.model import model_records
-from secformer_jax.bench.network import LAN
+from secformer_jax.bench.network import LAN, WAN
+from secformer_jax.bench.report import save
 from secformer_jax.inference import LINEAR_PUBLIC_ARG, logits_fn
 from secformer_jax.spu_runner import Simulation, compile_program
 
@@ -99,8 +100,8 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
     assert cost.send_bytes < 0.6 * own_cost.send_bytes
 
 
-def test_bench_records_fixed_mask_products_for_every_method():
-    records = model_records("bert-tiny", ["puma", "secformer"], ["semi2k", "aby3"], 8, 1, 1, [LAN], linear_layers="fixed-mask")
+def test_bench_records_fixed_mask_products_for_every_method(tmp_path):
+    records = model_records("bert-tiny", ["puma", "secformer"], ["semi2k", "aby3"], 8, 1, 1, [LAN, WAN], linear_layers="fixed-mask")
     own = {(r["method"], r["protocol"]): r for r in model_records("bert-tiny", ["puma", "secformer"], ["semi2k"], 8, 1, 1, [LAN])}
     for r in records[1:]:
         assert r["linear"] == "fixed-mask" and r["setup"]["send_bytes"] > 0 and "fixed-mask A and C" in r["offline"]["what"]
@@ -109,6 +110,9 @@ def test_bench_records_fixed_mask_products_for_every_method():
             assert mine["linear"]["send_bytes"] < theirs["linear"]["send_bytes"]
             assert mine["embedding"]["send_bytes"] < theirs["embedding"]["send_bytes"]
             assert all(mine[c][k] == theirs[c][k] for c in ("softmax", "gelu") for k in ("send_bytes", "send_actions"))
+    save(tmp_path, "fixed", {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [], "cost_note": "n"}, records)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| semi2k | secformer, fixed-mask linear |" in report and "once per model)" in report
 
 
 @pytest.mark.parametrize(

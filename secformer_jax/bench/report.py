@@ -91,8 +91,9 @@ def model_table(records: list[dict]) -> list[str]:
         ref = puma.get((r["model"], r["protocol"]))
         lan_ratio = f"{ref['lan_seconds'] / r['lan_seconds']:.2f}x" if ref else "-"
         byte_ratio = f"{ref['send_bytes'] / r['send_bytes']:.2f}x" if ref else "-"
+        method = r["method"] + (", fixed-mask linear" if r.get("linear") == "fixed-mask" else "")
         lines.append(
-            f"| {r['model']} | {r['protocol']} | {r['method']} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
+            f"| {r['model']} | {r['protocol']} | {method} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
             f"{r['send_bytes'] / MB:,.0f} | {r['send_actions']:,} | {_fmt_s(r['lan_seconds'])} | {_fmt_s(r['wan_seconds'])} | "
             f"{lan_ratio} | {byte_ratio} | {r['max_abs_error']:.2e} | {_offline(r)} |"
         )
@@ -100,9 +101,11 @@ def model_table(records: list[dict]) -> list[str]:
 
 
 def _offline(record: dict) -> str:
-    """MB of dealt randomness (the offline phase, not in the online columns), or - when none."""
-    offline = record.get("offline")
-    return f"{offline['send_bytes'] / MB:,.1f}" if offline else "-"
+    """MB of dealt randomness (the offline phase, not in the online columns), or - when none; with fixed-mask
+    linear layers also the once-per-model setup."""
+    offline, setup = record.get("offline"), record.get("setup")
+    text = f"{offline['send_bytes'] / MB:,.1f}" if offline else "-"
+    return text + (f" (+ {setup['send_bytes'] / MB:,.0f} once per model)" if setup else "")
 
 
 def category_table(records: list[dict]) -> list[str]:
