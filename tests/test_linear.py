@@ -127,3 +127,20 @@ def test_bench_refuses_what_fixed_masks_cannot_do(kwargs, message):
     protocols = kwargs.pop("protocols")
     with pytest.raises(ValueError, match=message):
         model_records("bert-tiny", ["puma"], protocols, 8, 1, 1, [LAN], **kwargs)
+
+
+def test_the_opened_input_is_spread_over_the_ring_whatever_x_is():
+    """What the parties see of x: D = x 2^f - A with A uniform on the ring (read back as fixed point, whose
+    range is +-2^45): spread over the ring, the same for a constant x and for a varying one."""
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.full(3000, -6.0), np.full(3000, 0.5), np.linspace(-8, 8, 3000)]).astype(np.float32)[None]
+    a = linear.InputMask(*linear.to_words(rng.integers(0, 2**64 - 1, x.shape, dtype=U64, endpoint=True)))
+    fn = lambda unit, x, a: jax.lax.bitcast_convert_type(linear.open_input(x, a, unit), x.dtype)
+    args = (np.int32(1 << 16), x, a)
+    opened, _ = Simulation("semi2k").run(compile_program(fn, *args, public_args=(0,)), *args)
+    opened = opened[0]
+    assert np.median(np.abs(opened)) > 2.0**40
+    for other in (opened[3000:6000], opened[6000:]):
+        assert stats.ks_2samp(opened[:3000], other).pvalue > 1e-3
