@@ -148,6 +148,8 @@ class PrivateClassifier:
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         if approx.needs_correlation:
             sine.check_field(field)
+        if linear_layers == "fixed-mask":
+            linear.check_field(field)
         self._simulations: dict[str, Simulation] = {}
         self._fn = logits_fn(checkpoint.config, approx)
         self._plain = jax.jit(self._fn)

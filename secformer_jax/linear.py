@@ -13,7 +13,7 @@ operand; Mohassel & Zhang 2017, section 4.2):
                             x W = x E + D B + C     (= x E + x B - A B + A B),
                             where x E is secret times public and D B public times secret: local, no message.
 
-Everything runs on ring integers: x as its fixed-point encoding x 2^f (f = FRAC_BITS), W as
+Everything runs on FM64's ring integers (`check_field`): x as its fixed-point encoding x 2^f (f = 18), W as
 round(W 2^WEIGHT_BITS), so x W comes out at 2^(f + 16) and one multiplication by 2^-16 (one truncation,
 SPU's cheapest: 8 / 28 bytes per element in SEMI2K / ABY3) brings it back to 2^f. Error: the weights are
 rounded to 2^-16 (SPU's fixed point keeps 2^-18), so each output is off by at most 2^-17 sum_i |x_i| plus
@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FRAC_BITS = 18  # SPU FM64's fixed point (x's ring integer is x 2^18)
 WEIGHT_BITS = 16  # the weights' ring integers are round(W 2^16): the product then needs one truncation by 2^-16
 PROTOCOLS = ("semi2k", "aby3")  # the dealer-based ones
 LINEAR_LAYERS = ("spu", "fixed-mask")  # products with the weights: SPU's own, or this module's
@@ -86,6 +85,13 @@ def to_words(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b mod 2^64 for uint64 arrays (numpy's unsigned products and sums wrap)."""
     return np.matmul(a, b)
+
+
+def check_field(field: str) -> None:
+    """Refuse a field other than FM64: the masks are uniform on a 64-bit ring (two int32 words), which would
+    not hide x in FM128's 128-bit ring."""
+    if field != "fm64":
+        raise ValueError(f"fixed-mask linear layers need field fm64, got {field!r}; use --linear spu")
 
 
 def prefers_mask(protocol: str, n_in: int, n_out: int) -> bool:

@@ -51,6 +51,7 @@ def test_unknown_names_are_refused(argv, message, capsys):
         (["--max-length", "100"], "exceeds the model's 64 positions"),
         (["--model", "/nonexistent/model"], "does not exist"),
         (["--linear", "fixed-mask", "--protocol", "cheetah"], "dealer-based protocol"),
+        (["--linear", "fixed-mask", "--approx", "puma", "--field", "fm128"], "need field fm64"),
     ],
 )
 def test_bad_input_gives_a_clear_error(tiny_checkpoint, argv, message, capsys):

@@ -120,6 +120,7 @@ def test_bench_records_fixed_mask_products_for_every_method(tmp_path):
     [
         (dict(protocols=["cheetah"], linear_layers="fixed-mask"), "dealer-based protocol"),
         (dict(protocols=["semi2k"], linear_layers="beaver"), "unknown linear layers 'beaver'"),
+        (dict(protocols=["semi2k"], linear_layers="fixed-mask", field="fm128"), "need field fm64"),
         (dict(protocols=["semi2k"], linear_layers="fixed-mask", runners={"semi2k": object()}), "simulation only"),
     ],
 )

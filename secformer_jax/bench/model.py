@@ -191,6 +191,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
         raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(linear.LINEAR_LAYERS)}")
     fixed_mask = linear_layers == "fixed-mask"
     if fixed_mask:
+        linear.check_field(field)
         for protocol in protocols:
             linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
         if runners:
