@@ -62,13 +62,16 @@ def _embed(table: Array, ids_or_onehot: Array) -> Array:
     return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
 
 
+def _open_input(module: nn.Module, x: Array) -> tuple[Array, Array]:
+    """(D, unit): x opened with the input mask at `module`'s path, for its fixed-mask products."""
+    unit = module.get_variable("linear_public", "unit")
+    return linear.open_input(x, module.get_variable("linear", "input"), unit), unit
+
+
 def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
     """x times the module's fixed weight `name` as a fixed-mask product; `opened` = (D, unit) when a parent
     opened x for several products, else the module opens x itself with its own input mask."""
-    if opened is None:
-        unit = module.get_variable("linear_public", "unit")
-        opened = (linear.open_input(x, module.get_variable("linear", "input"), unit), unit)
-    d, unit = opened
+    d, unit = opened if opened is not None else _open_input(module, x)
     return linear.masked_matmul(x, d, module.get_variable("linear_public", name), module.get_variable("linear", name), unit)
 
 
@@ -160,10 +163,8 @@ class BertSelfAttention(nn.Module):
         def split(x):  # [B, L, H*D] -> [B, H, L, D]
             return x.reshape(x.shape[:2] + (heads, head_dim)).transpose(0, 2, 1, 3)
 
-        opened = None
-        if self.has_variable("linear", "input"):  # fixed-mask Q, K, V: one opening of `hidden` for the three
-            unit = self.get_variable("linear_public", "unit")
-            opened = (linear.open_input(hidden, self.get_variable("linear", "input"), unit), unit)
+        # fixed-mask Q, K, V: one opening of `hidden` for the three
+        opened = _open_input(self, hidden) if self.has_variable("linear", "input") else None
         # 1 / sqrt(d) on Q (L x H values) rather than on the scores (heads x L x L); free in a fixed-mask Q
         q = split(self.query(hidden, opened, scale=1 / math.sqrt(head_dim)))
         k, v = split(self.key(hidden, opened)), split(self.value(hidden, opened))
