@@ -272,6 +272,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                     "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s, "offline": offline, "setup": setup,
                 }
             )
+            if fixed_mask:
+                compiled.clear()  # the next protocol masks other products: free this one's programs and masks
     return records
 
 
