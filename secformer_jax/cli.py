@@ -108,8 +108,7 @@ def print_summary(out: dict) -> None:
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
     if out.get("offline"):
-        what = "dealt randomness (GeLU" + (", fixed-mask products" if out.get("linear") == "fixed-mask" else "") + ")"
-        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {what}: shares sent by the dealer, apart from the above")
+        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: shares sent by the dealer, apart from the above")
     elif out.get("dealt_values"):
         print(f"offline:     {out['dealt_values']:,} values of GeLU randomness dealt by the data owner")
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]

@@ -185,7 +185,7 @@ class PrivateClassifier:
                 correlation_tree(c, self.approx, 1, seq_len),
             )
             if masks:
-                shapes += (masks[0].deal(1, seq_len, np.random.default_rng(0)), masks[0].public)
+                shapes += (masks[0].deal(1, seq_len), masks[0].public)
             copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
             public = (LINEAR_PUBLIC_ARG,) if masks else ()
             program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits", public_args=public)
@@ -219,6 +219,7 @@ class PrivateClassifier:
             fresh = masks[0].deal(1, seq_len, rng)
             inputs += (fresh, masks[0].public)
             dealt += [linear.fresh_leaves(fresh)]
-        offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(dealt)} if dealt else None
+        what = "dealt randomness (" + ", ".join(["GeLU"] * (correlation is not None) + ["fixed-mask products"] * bool(masks)) + ")"
+        offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(dealt), "what": what} if dealt else None
         logits, cost = simulation.run(program, masks[1] if masks else self.checkpoint.params, *inputs)
         return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline)

@@ -82,11 +82,6 @@ def to_words(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def ring_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b mod 2^64 for uint64 arrays (numpy's unsigned products and sums wrap)."""
-    return np.matmul(a, b)
-
-
 def check_field(field: str) -> None:
     """Refuse a field other than FM64: the masks are uniform on a 64-bit ring (two int32 words), which would
     not hide x in FM128's 128-bit ring."""
@@ -182,16 +177,21 @@ class FixedMasks:
     public: dict
     weight_masks: dict  # product path -> B (uint64), the dealer's secret
 
-    def deal(self, batch: int, seq_len: int, rng: np.random.Generator) -> dict:
+    def deal(self, batch: int, seq_len: int, rng: np.random.Generator | None = None) -> dict:
+        """The "linear" collection of one inference: B's words, fresh A and C = A B (ring products: numpy's
+        uint64 products and sums wrap mod 2^64). With `rng` None, A and C as ShapeDtypeStructs: nothing
+        drawn or multiplied (for compiling)."""
+        shaped = lambda shape: (jax.ShapeDtypeStruct(shape, jnp.int32),) * 2
         tree: dict = {}
         for site in self.sites:
             n = self.weight_masks[site.products[0][0]].shape[0]
             shape = (batch, seq_len, n) if site.lead == "bl" else (batch, n)
-            a = rng.integers(0, np.iinfo(np.uint64).max, shape, dtype=np.uint64, endpoint=True)
-            set_path(tree, site.path + ("input",), InputMask(*to_words(a)))
+            a = None if rng is None else rng.integers(0, np.iinfo(np.uint64).max, shape, dtype=np.uint64, endpoint=True)
+            set_path(tree, site.path + ("input",), InputMask(*(shaped(shape) if a is None else to_words(a))))
             for path, name in site.products:
                 b = self.weight_masks[path]
-                set_path(tree, path + (name,), ProductMask(*to_words(b), *to_words(ring_matmul(a, b))))
+                c = shaped(shape[:-1] + b.shape[1:]) if a is None else to_words(np.matmul(a, b))
+                set_path(tree, path + (name,), ProductMask(*to_words(b), *c))
         return tree
 
     def strip(self, params: dict) -> dict:
