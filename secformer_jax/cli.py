@@ -9,13 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from .approx import PRESETS, REGISTRY, resolve_approx
 from .bench.commands import add_bench_commands, run_bench
-from .cluster.commands import add_cluster_commands, approx_flags
+from .cli_options import add_approx_options, add_run_options, approx_flags, approx_from_args
+from .cluster.commands import add_cluster_commands
 from .glue.commands import COMMANDS as GLUE_COMMANDS
 from .glue.commands import add_glue_commands, print_glue, run_glue
-from .linear import LINEAR_HELP, LINEAR_LAYERS
-from .spu_runner import FIELDS, PROTOCOLS
+from .spu_runner import PROTOCOLS
 
 
 def _log(message: str) -> None:
@@ -28,12 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     infer = sub.add_parser("infer", help="classify a text privately under SPU and compare with plaintext")
     infer.add_argument("--text", required=True, help="the data owner's text")
     infer.add_argument("--text-pair", help="second segment for sentence-pair tasks")
-    infer.add_argument("--protocol", default="aby3", choices=list(PROTOCOLS))
-    infer.add_argument("--field", default="fm64", choices=list(FIELDS))
-    infer.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
-    infer.add_argument("--approx", default="secformer", choices=list(PRESETS), help="approximation preset")
-    for op, impls in REGISTRY.items():
-        infer.add_argument(f"--{op}", choices=list(impls), help=f"override the preset's {op}")
+    add_run_options(infer)
+    add_approx_options(infer)
     infer.add_argument("--model", type=Path, help="Hugging Face BERT checkpoint directory (default: embedded MiniLM)")
     infer.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
     infer.add_argument("--json", type=Path, help="write the result as JSON here")
@@ -45,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def infer(args) -> dict:
     from .inference import PrivateClassifier, encode, load_classifier
+    from .program import privacy
 
-    from .glue.finetune import read_metadata
+    from .checkpoint import read_metadata
 
-    approx = resolve_approx(args.approx, gelu=args.gelu, softmax=args.softmax, layernorm=args.layernorm)
+    approx = approx_from_args(args)
     meant = read_metadata(args.model).get("evaluate_with") if args.model is not None else None
     if meant is not None and meant != args.approx:
         _log(f"note: {args.model} was trained for --approx {meant}; running it with --approx {args.approx}")
@@ -85,6 +81,7 @@ def infer(args) -> dict:
         "compile_seconds": compile_seconds,
         "cost": result.cost.to_dict(),
         "offline": result.offline,
+        **privacy(args.protocol, result.offline is not None),
     }
     return out
 
@@ -111,6 +108,8 @@ def print_summary(out: dict) -> None:
         print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: shares sent by the dealer, apart from the above")
     elif out.get("dealt_values"):
         print(f"offline:     {out['dealt_values']:,} values of GeLU randomness dealt by the data owner")
+    if "private" in out:
+        print(f"private:     {'yes' if out['private'] else 'NO'} ({out['private_why']})")
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]
     for op, c in top:
         print(f"  {op:<22} {c['send_bytes'] / 2**20:8.1f} MiB {c['send_actions']:6d} actions {c['seconds']:7.2f} s")
@@ -120,6 +119,7 @@ def _cluster(args) -> dict | None:
     from .cluster import load_config
     from .cluster.launch import launch_inference
     from .cluster.node import run_node
+    from .cluster.wire import RECEIVED
 
     if args.command == "launch":
         _log(f"starting the parties and owners of {args.config} (logs: {args.log_dir or 'a temporary folder'}) ...")
@@ -129,11 +129,14 @@ def _cluster(args) -> dict | None:
         )
         _log(f"  logs of every process: {out['log_dir']}")
         return out
-    approx = resolve_approx(args.approx, gelu=args.gelu, softmax=args.softmax, layernorm=args.layernorm)
-    return run_node(
-        load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
-        model=args.model, approx=approx, log=_log,
-    )
+    approx = approx_from_args(args)
+    try:
+        return run_node(
+            load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
+            model=args.model, approx=approx, log=_log,
+        )
+    finally:  # the ledger of what this process received (sender, kind, bytes), for audits and tests
+        _log(f"{args.party}: received {json.dumps(RECEIVED)}")
 
 
 def main(argv: list[str] | None = None) -> int:

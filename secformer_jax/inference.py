@@ -16,18 +16,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import spu.libspu as libspu
 
 from . import linear
-from .approx import ApproxSet, sine
+from .approx import ApproxSet
 from .checkpoint import Checkpoint, load_checkpoint
 from .model import BertForSequenceClassification
-from .spu_runner import Cost, Program, Simulation, compile_program
-
-# Runtime and compiler options of SPU's own PUMA benchmarks, used for every method so that all of them run
-# on one backend: Taylor exp (only exp-based softmaxes use it) and x / broadcast(y) -> x * broadcast(1 / y).
-SPU_RUNTIME_OPTIONS = {"fxp_exp_mode": libspu.RuntimeConfig.ExpMode.EXP_TAYLOR}
-SPU_COMPILER_OPTIONS = {"enable_optimize_denominator_with_broadcast": True}
+from .program import ProgramBuilder, offline_bytes
+from .randomness import Dealer
+from .spu_runner import SPU_RUNTIME_OPTIONS, Cost, Program, Simulation
 
 
 @dataclasses.dataclass
@@ -82,19 +78,6 @@ def load_classifier(model_dir, approx: ApproxSet, max_length: int, log=lambda me
     return checkpoint, head
 
 
-def correlation_tree(config, approx: ApproxSet, batch: int, seq_len: int, rng: np.random.Generator | None = None):
-    """The dealt randomness of every layer's GeLU, as the model's "correlation" collection; with `rng`
-    None, its shapes only (for compiling). None when `approx` needs none. Fresh per inference: reused
-    randomness would reveal differences between inputs."""
-    if not approx.needs_correlation:
-        return None
-    shape = (batch, seq_len, config.intermediate_size)
-    spec = approx.correlation_spec
-    deal = (lambda: sine.dealer(shape, rng, spec)) if rng is not None else (lambda: sine.correlation_shapes(shape, spec))
-    layers = {str(i): {"intermediate": {"gelu": deal()}} for i in range(config.num_hidden_layers)}
-    return {"bert": {"encoder": {"layer": layers}}}
-
-
 def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> tuple[np.ndarray, ...]:
     """The data owner's secret inputs: word one-hots [1, L, V], padding mask [1, L], type one-hots [1, L, T]."""
     eye = partial(np.eye, dtype=np.float32)
@@ -105,23 +88,10 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
     )
 
 
-LINEAR_PUBLIC_ARG = 6  # `logits_fn`'s public argument (compile with public_args=(LINEAR_PUBLIC_ARG,))
-
-
-def logits_fn(config, approx: ApproxSet):
-    """(params, words, mask, types[, correlation[, linear, linear_public]]) -> logits [B, num_labels];
-    words/types as ids or one-hots; `correlation`: the dealt randomness of a protocol GeLU
-    (`correlation_tree`), None for its reference; `linear` (secret) and `linear_public` (public): the
-    fixed-mask products' collections (`linear.FixedMasks.deal` and `.public`), None for SPU's own products."""
+def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu") -> ProgramBuilder:
+    """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits)."""
     model = BertForSequenceClassification(config, approx)
-
-    def logits(params, words, mask, types, correlation=None, linear=None, linear_public=None):
-        variables = {"params": params} | ({"correlation": correlation} if correlation is not None else {})
-        if linear_public is not None:
-            variables |= {"linear": linear, "linear_public": linear_public}
-        return model.apply(variables, words, mask, types)["logits"]
-
-    return logits
+    return ProgramBuilder(model, ("words", "mask", "types"), approx, field, linear_layers, lambda out: out["logits"], "bert_logits")
 
 
 @dataclasses.dataclass
@@ -131,6 +101,7 @@ class Result:
     cost: Cost  # the online phase: the SPU program
     compile_seconds: float
     offline: dict | None = None  # dealt randomness: {"seconds": dealer time, "send_bytes": shares sent}
+    openings: list[np.ndarray] | None = None  # with record_openings: each opened value's low 32 bits, in program order
 
     @property
     def max_abs_error(self) -> float:
@@ -140,86 +111,69 @@ class Result:
 class PrivateClassifier:
     """A checkpoint with one approximation set: compiled once per sequence length (with SPU's own products
     the program does not depend on the protocol; with fixed-mask ones, `linear_layers="fixed-mask"`, which
-    products are masked does: once per length and protocol), run under any protocol."""
+    products are masked does: once per length and protocol), run under any protocol. The program is
+    assembled by `program.ProgramBuilder`; this class keeps the per-model state (masks, compiled programs)."""
 
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
-        if linear_layers not in linear.LINEAR_LAYERS:
-            raise ValueError(f"unknown linear layers {linear_layers!r}; choose one of: {', '.join(linear.LINEAR_LAYERS)}")
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
-        if approx.needs_correlation:
-            sine.check_field(field)
-        if linear_layers == "fixed-mask":
-            linear.check_field(field)
+        self.builder = classifier_builder(checkpoint.config, approx, field, linear_layers)
         self._simulations: dict[str, Simulation] = {}
-        self._fn = logits_fn(checkpoint.config, approx)
-        self._plain = jax.jit(self._fn)
-        self._programs: dict[tuple, tuple[Program, float]] = {}
-        self._masks: dict[str, tuple[linear.FixedMasks, dict]] = {}
+        self._plain = jax.jit(self.builder.function())
+        self._compiled: dict[int, tuple[Program, float]] = {}
+        self._masks: dict[str, linear.FixedMasks | None] = {}
 
-    def masks(self, protocol: str) -> tuple[linear.FixedMasks, dict] | None:
-        """The fixed masks for `protocol` (the setup, once per protocol) and the weights stripped of the
-        masked kernels; None with SPU's own products."""
-        if self.linear_layers == "spu":
-            return None
+    def data(self, encoded: Encoded) -> dict:
+        """The data owner's secret inputs of `encoded`."""
+        c = self.checkpoint.config
+        return dict(zip(("words", "mask", "types"), one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)))
+
+    def _shaped_data(self, seq_len: int) -> dict:
+        c = self.checkpoint.config
+        f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+        return {"words": f32(1, seq_len, c.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, c.type_vocab_size)}
+
+    def masks(self, protocol: str) -> linear.FixedMasks | None:
+        """The fixed masks for `protocol` (the setup, once per protocol); None with SPU's own products."""
         if protocol not in self._masks:
-            params = self.checkpoint.params
-            c = self.checkpoint.config
-            sites = linear.bert_sites(c.num_hidden_layers, c.hidden_size // c.num_attention_heads)
-            masks = linear.setup_masks(params, sites, protocol, np.random.default_rng())
-            self._masks[protocol] = (masks, masks.strip(params))
+            self._masks[protocol] = self.builder.setup(self.checkpoint.params, protocol, Dealer(), self._shaped_data(1))
         return self._masks[protocol]
 
-    def program(self, seq_len: int, protocol: str = "aby3") -> tuple[Program, float]:
+    def program(self, seq_len: int, protocol: str = "aby3", record_openings: bool = False) -> tuple[Program, float]:
         """The compiled SPU program for `seq_len` tokens (cached; `protocol` matters only for fixed-mask
-        products) and the seconds its compilation took."""
+        products) and the seconds its compilation took. `record_openings`: the program also outputs every
+        value it opens (`openings.py`; for tests)."""
         masks = self.masks(protocol)
-        key = (seq_len, protocol if masks else None)
-        if key not in self._programs:
-            c = self.checkpoint.config
-            start = time.perf_counter()
-            shapes = (
-                masks[1] if masks else self.checkpoint.params,
-                jax.ShapeDtypeStruct((1, seq_len, c.vocab_size), jnp.float32),
-                jax.ShapeDtypeStruct((1, seq_len), jnp.float32),
-                jax.ShapeDtypeStruct((1, seq_len, c.type_vocab_size), jnp.float32),
-                correlation_tree(c, self.approx, 1, seq_len),
-            )
-            if masks:
-                shapes += (masks[0].deal(1, seq_len), masks[0].public)
-            copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
-            public = (LINEAR_PUBLIC_ARG,) if masks else ()
-            program = compile_program(self._fn, *shapes, copts=copts, name="bert_logits", public_args=public)
-            self._programs[key] = (program, time.perf_counter() - start)
-        return self._programs[key]
+        start = time.perf_counter()
+        shapes = self.builder.shapes(self.checkpoint.params, self._shaped_data(seq_len), masks)
+        program, new = self.builder.compile(shapes, record_openings)
+        if new:
+            self._compiled[id(program)] = (program, time.perf_counter() - start)
+        return self._compiled[id(program)]
 
     def plaintext_logits(self, encoded: Encoded) -> np.ndarray:
-        return np.asarray(self._plain(self.checkpoint.params, encoded.input_ids, encoded.attention_mask, encoded.token_type_ids))
+        inputs = {"params": self.checkpoint.params, "words": encoded.input_ids, "mask": encoded.attention_mask, "types": encoded.token_type_ids}
+        return np.asarray(self._plain(inputs))
 
     def simulation(self, protocol: str) -> Simulation:
         if protocol not in self._simulations:
-            if self.linear_layers == "fixed-mask":
-                linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
+            self.builder.check(protocol)
             self._simulations[protocol] = Simulation(protocol, self.field, **SPU_RUNTIME_OPTIONS)
         return self._simulations[protocol]
 
-    def __call__(self, encoded: Encoded, protocol: str = "aby3") -> Result:
-        """Run privately under `protocol` and return the revealed logits next to the plaintext ones."""
-        c = self.checkpoint.config
+    def __call__(self, encoded: Encoded, protocol: str = "aby3", record_openings: bool = False) -> Result:
+        """Run privately under `protocol` and return the revealed logits next to the plaintext ones (with
+        `record_openings`, also what the parties saw opened: `Result.openings`)."""
         simulation = self.simulation(protocol)
-        seq_len = encoded.input_ids.shape[1]
-        program, compile_seconds = self.program(seq_len, protocol)
+        program, compile_seconds = self.program(encoded.input_ids.shape[1], protocol, record_openings)
         masks = self.masks(protocol)
-        inputs = one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)
-        rng = np.random.default_rng()
+        data = self.data(encoded)
         start = time.perf_counter()
-        correlation = correlation_tree(c, self.approx, 1, seq_len, rng)
-        dealt = [correlation] if correlation is not None else []
-        inputs += (correlation,)
-        if masks:
-            fresh = masks[0].deal(1, seq_len, rng)
-            inputs += (fresh, masks[0].public)
-            dealt += [linear.fresh_leaves(fresh)]
-        what = "dealt randomness (" + ", ".join(["GeLU"] * (correlation is not None) + ["fixed-mask products"] * bool(masks)) + ")"
-        offline = {"seconds": time.perf_counter() - start, "send_bytes": simulation.share_bytes(dealt), "what": what} if dealt else None
-        logits, cost = simulation.run(program, masks[1] if masks else self.checkpoint.params, *inputs)
-        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline)
+        dealt = self.builder.deal(data, masks, Dealer())  # a fresh key: fresh masks every inference
+        offline = None
+        if dealt:
+            what = ", ".join(["GeLU"] * ("correlation" in dealt) + ["fixed-mask products"] * ("linear" in dealt))
+            offline = {"seconds": time.perf_counter() - start, "send_bytes": offline_bytes(simulation, dealt), "what": f"dealt randomness ({what})"}
+        out, cost = simulation.run(program, self.builder.inputs(self.checkpoint.params, data, masks, dealt))
+        logits, openings = out if record_openings else (out, None)
+        opened = None if openings is None else [np.asarray(o) for o in openings]
+        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline, opened)

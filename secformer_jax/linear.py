@@ -37,13 +37,15 @@ ring): v = hi 2^32 + lo. XLA folds int32 constants with 32-bit wrap-around (hi *
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .openings import reveal
+from .randomness import Dealer
 
 WEIGHT_BITS = 16  # the weights' ring integers are round(W 2^16): the product then needs one truncation by 2^-16
 PROTOCOLS = ("semi2k", "aby3")  # the dealer-based ones
@@ -104,8 +106,6 @@ def ring(hi, lo, unit):
 
 def open_input(x, mask: InputMask, unit):
     """D = x 2^f - A, opened (one round; SPU only): uniform on the ring."""
-    from spu.experimental import reveal
-
     return reveal(jax.lax.bitcast_convert_type(x, jnp.int32) - ring(*mask, unit))
 
 
@@ -120,37 +120,20 @@ def masked_matmul(x, opened, weight: MaskedWeight, mask: ProductMask, unit):
 
 @dataclasses.dataclass(frozen=True)
 class Site:
-    """One opening: an input (`path` of the module that opens it, its leading dims as 'bl' or 'b') and the
-    products that share it (paths of modules holding a kernel, with the kernel's name), each with a public
-    output scale (`scales`, default 1: the module computes scale (x W + b); the setup folds the scale into
-    E, so it costs nothing). The opening module finds "input" (`InputMask`) in the "linear" collection and
-    "unit" in "linear_public" at its path; each product module its `ProductMask` and `MaskedWeight` under
-    the kernel's name."""
+    """One opening: an input (`path` of the module that opens it, `shape` of the input) and the products
+    that share it (paths of modules holding a kernel, with the kernel's name), each with a public output
+    scale (`scales`, default 1: the module computes scale (x W + b); the setup folds the scale into E, so it
+    costs nothing). The opening module finds "input" (`InputMask`) in the "linear" collection and "unit" in
+    "linear_public" at its path; each product module its `ProductMask` and `MaskedWeight` under the
+    kernel's name. Sites are read off the model itself (`program.trace_sites`), not written by hand."""
 
     path: tuple[str, ...]
-    lead: str
+    shape: tuple[int, ...]
     products: tuple[tuple[tuple[str, ...], str], ...]
     scales: tuple[float, ...] = ()
 
     def scale(self, i: int) -> float:
         return self.scales[i] if self.scales else 1.0
-
-
-def bert_sites(num_layers: int, head_dim: int) -> list[Site]:
-    """The BERT products with a fixed weight (`model.py`'s module paths): word embeddings (one-hot input),
-    Q/K/V (one shared input; Q scaled by 1 / sqrt(head_dim), as `model.BertSelfAttention` scales it), attention
-    output, FFN in and out, pooler, classifier."""
-    sites = [Site(("bert", "embeddings", "word_embeddings"), "bl", ((("bert", "embeddings", "word_embeddings"), "embedding"),))]
-    for i in range(num_layers):
-        layer = ("bert", "encoder", "layer", str(i))
-        attn = layer + ("attention", "self")
-        qkv = tuple((attn + (n,), "kernel") for n in ("query", "key", "value"))
-        sites.append(Site(attn, "bl", qkv, (1 / math.sqrt(head_dim), 1.0, 1.0)))
-        for module in (("attention", "output", "dense"), ("intermediate", "dense"), ("output", "dense")):
-            sites.append(Site(layer + module, "bl", ((layer + module, "kernel"),)))
-    sites.append(Site(("bert", "pooler", "dense"), "b", ((("bert", "pooler", "dense"), "kernel"),)))
-    sites.append(Site(("classifier",), "b", ((("classifier",), "kernel"),)))
-    return sites
 
 
 def _get(tree, path):
@@ -177,16 +160,18 @@ class FixedMasks:
     public: dict
     weight_masks: dict  # product path -> B (uint64), the dealer's secret
 
-    def deal(self, batch: int, seq_len: int, rng: np.random.Generator | None = None) -> dict:
-        """The "linear" collection of one inference: B's words, fresh A and C = A B (ring products: numpy's
-        uint64 products and sums wrap mod 2^64). With `rng` None, A and C as ShapeDtypeStructs: nothing
-        drawn or multiplied (for compiling)."""
+    def deal(self, sites: list[Site], dealer: Dealer | None = None) -> dict:
+        """The "linear" collection of one inference whose inputs have the shapes of `sites` (the masked ones
+        among them: sites are traced per input shape): B's words, fresh A (stream "A/<site path>" of
+        `dealer`, a fresh one per inference) and C = A B (ring products: numpy's uint64 products and sums
+        wrap mod 2^64). With `dealer` None, A and C as ShapeDtypeStructs: nothing drawn or multiplied (for
+        compiling)."""
         shaped = lambda shape: (jax.ShapeDtypeStruct(shape, jnp.int32),) * 2
+        masked = {site.path for site in self.sites}
         tree: dict = {}
-        for site in self.sites:
-            n = self.weight_masks[site.products[0][0]].shape[0]
-            shape = (batch, seq_len, n) if site.lead == "bl" else (batch, n)
-            a = None if rng is None else rng.integers(0, np.iinfo(np.uint64).max, shape, dtype=np.uint64, endpoint=True)
+        for site in (s for s in sites if s.path in masked):
+            shape = site.shape
+            a = None if dealer is None else dealer.stream("A/" + "/".join(site.path)).uint64(shape)
             set_path(tree, site.path + ("input",), InputMask(*(shaped(shape) if a is None else to_words(a))))
             for path, name in site.products:
                 b = self.weight_masks[path]
@@ -211,9 +196,10 @@ def fresh_leaves(dealt: dict) -> list[np.ndarray]:
     return [v.a_lo if isinstance(v, InputMask) else v.c_lo for v in leaves]
 
 
-def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.Generator) -> FixedMasks:
-    """Mask each of `sites` (e.g. `bert_sites(layers, head_dim)`) whose products `prefers_mask` under `protocol`
-    (setup, once per model and protocol): B uniform on the ring, E = round(W 2^16) - B public."""
+def setup_masks(params: dict, sites: list[Site], protocol: str, dealer: Dealer) -> FixedMasks:
+    """Mask each of `sites` (`program.trace_sites`) whose products `prefers_mask` under `protocol`
+    (setup, once per model and protocol): B uniform on the ring (stream "B/<product path>" of `dealer`),
+    E = round(W 2^16) - B public."""
     chosen, public, weight_masks = [], {}, {}
     unit = np.int32(1 << 16)
     for site in sites:
@@ -224,25 +210,8 @@ def setup_masks(params: dict, sites: list[Site], protocol: str, rng: np.random.G
         chosen.append(site)
         set_path(public, site.path + ("unit",), unit)
         for i, ((path, name), kernel) in enumerate(zip(site.products, kernels)):
-            b = rng.integers(0, np.iinfo(np.uint64).max, kernel.shape, dtype=np.uint64, endpoint=True)
+            b = dealer.stream("B/" + "/".join(path)).uint64(kernel.shape)
             w = np.round(kernel * site.scale(i) * 2.0**WEIGHT_BITS).astype(np.int64).astype(np.uint64)
             weight_masks[path] = b
             set_path(public, path + (name,), MaskedWeight(*to_words(w - b)))
     return FixedMasks(chosen, public, weight_masks)
-
-
-def site_products(x, site: Site, params: dict, secret: dict | None = None, public: dict | None = None) -> list:
-    """scale (x W + b) (b where the module has one) for each product of `site`, as fixed-mask products when
-    `public` masks the site (the scale is then in E), else as plain products (the model's modules do the
-    same; this form serves programs that compute a site outside the model, e.g. the benchmark's pieces)."""
-    bias = lambda path, scale: _get(params, path)["bias"] * scale if "bias" in _get(params, path) else 0.0
-    scaled = lambda y, scale: y * scale if scale != 1.0 else y
-    try:
-        unit = _get(public, site.path + ("unit",))
-    except (KeyError, TypeError):
-        return [scaled(x @ _get(params, path)[name] + bias(path, 1.0), site.scale(i)) for i, (path, name) in enumerate(site.products)]
-    opened = open_input(x, _get(secret, site.path + ("input",)), unit)
-    return [
-        masked_matmul(x, opened, _get(public, path)[name], _get(secret, path)[name], unit) + bias(path, site.scale(i))
-        for i, (path, name) in enumerate(site.products)
-    ]

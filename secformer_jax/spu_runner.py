@@ -42,6 +42,10 @@ PROTOCOLS = {
     "aby3": (libspu.ProtocolKind.ABY3, 3),
 }
 FIELDS = {"fm64": (libspu.FieldType.FM64, 18), "fm128": (libspu.FieldType.FM128, 40)}
+# Runtime and compiler options of SPU's own PUMA benchmarks, used for every method so that all of them run
+# on one backend: Taylor exp (only exp-based softmaxes use it) and x / broadcast(y) -> x * broadcast(1 / y).
+SPU_RUNTIME_OPTIONS = {"fxp_exp_mode": libspu.RuntimeConfig.ExpMode.EXP_TAYLOR}
+SPU_COMPILER_OPTIONS = {"enable_optimize_denominator_with_broadcast": True}
 
 
 def _choice(kind: str, value: str, choices) -> str:
@@ -127,6 +131,9 @@ def parse_profile(log: str, seconds: float, parties: int) -> Cost:
 
 
 _log_lock = threading.Lock()
+# SPU's C++ log goes to the console only when asked (SECFORMER_SPU_LOG=1): its lines otherwise mix into
+# this program's output (e.g. "thread_pool.cc ... Create a fixed thread pool" on stdout).
+_SPU_CONSOLE = os.environ.get("SECFORMER_SPU_LOG", "") not in ("", "0")
 
 
 def _set_spu_log(path: str, console: bool) -> None:
@@ -134,6 +141,9 @@ def _set_spu_log(path: str, console: bool) -> None:
     options.system_log_path = path
     options.enable_console_logger = console
     libspu.logging.setup_logging(options)
+
+
+_set_spu_log(os.devnull, _SPU_CONSOLE)
 
 
 @contextmanager
@@ -147,7 +157,7 @@ def capture_spu_log():
         try:
             yield captured
         finally:
-            _set_spu_log(os.devnull, console=True)  # closes (and flushes) the file sink
+            _set_spu_log(os.devnull, console=_SPU_CONSOLE)  # closes (and flushes) the file sink
             captured["text"] = open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
 
 
@@ -160,6 +170,7 @@ class Program:
     in_shapes: list
     out_tree: Any
     public: list[bool]  # per flat input: public (every party holds it in the clear) or secret-shared
+    names: list[str]  # per flat input: the name of the input it belongs to (a dict key, or "argN")
 
     @property
     def mlir(self) -> str:
@@ -181,10 +192,27 @@ def compile_program(
 ) -> Program:
     """Trace `fn` with JAX on `example_args` (arrays or ShapeDtypeStructs; only shapes/dtypes matter) and
     compile it to SPU's pphlo. Inputs are secret, except every leaf of the positional arguments listed in
-    `public_args` (public: each party gets the value itself). Compile once, then `Simulation.run` as often as needed."""
+    `public_args` (public: each party gets the value itself). Compile once, then `Simulation.run` as often as
+    needed. Each flat input is named after its argument (`Program.names`: "argN"; `compile_named` names them)."""
     if any(not 0 <= i < len(example_args) for i in public_args):
         raise ValueError(f"public_args {public_args} name arguments beyond the {len(example_args)} given")
-    public = [i in public_args for i, arg in enumerate(example_args) for _ in jax.tree_util.tree_leaves(arg)]
+    names = [f"arg{i}" for i, arg in enumerate(example_args) for _ in jax.tree_util.tree_leaves(arg)]
+    return _compile(fn, example_args, [n in {f"arg{i}" for i in public_args} for n in names], names, copts, name)
+
+
+def compile_named(fn: Callable, inputs: dict, public: tuple[str, ...] = (), copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:
+    """`compile_program` for a function of one dict of named inputs, `fn(inputs)`: the inputs named in
+    `public` are public, the others secret; `Program.names` gives each flat input's name (for routing each
+    input to its owner). Run it with `Simulation.run(program, inputs)`."""
+    unknown = set(public) - set(inputs)
+    if unknown:
+        raise ValueError(f"public inputs {sorted(unknown)} are not among the inputs {sorted(inputs)}")
+    leaves = jax.tree_util.tree_flatten_with_path((inputs,))[0]
+    names = [str(path[1].key) for path, _ in leaves]
+    return _compile(fn, (inputs,), [n in public for n in names], names, copts, name)
+
+
+def _compile(fn, example_args: tuple, public: list[bool], names: list[str], copts, name) -> Program:
     flat, in_tree = jax.tree_util.tree_flatten(example_args)
     flat = [np.zeros(a.shape, a.dtype) for a in flat]
 
@@ -203,7 +231,7 @@ def compile_program(
         copts=copts or libspu.CompilerOptions(),
     )
     _, out_tree = jax.tree_util.tree_flatten(output)
-    return Program(executable, in_tree, [(a.shape, a.dtype) for a in flat], out_tree, public)
+    return Program(executable, in_tree, [(a.shape, a.dtype) for a in flat], out_tree, public, names)
 
 
 class Simulation:

@@ -42,17 +42,19 @@ def test_op_errors_reflect_the_methods(op_recs):
 
 
 def test_model_categories_and_totals(tiny_model_recs):
+    others = {r["protocol"]: r["by_category"]["other"]["send_bytes"] for r in tiny_model_recs if r["method"] == "puma"}
     plain = [r for r in tiny_model_recs if r["method"] == "plaintext"]
     assert len(plain) == 1 and plain[0]["seconds"] > 0
     for r in (r for r in tiny_model_recs if r["method"] != "plaintext"):
         cats = r["by_category"]
         assert set(cats) == set(CATEGORIES)
-        assert sum(c["send_bytes"] for c in cats.values()) == r["send_bytes"]
-        assert sum(c["send_actions"] for c in cats.values()) == r["send_actions"]
         measured = {k: v for k, v in cats.items() if k != "other"}
         assert all(c["send_bytes"] > 0 for c in measured.values())
-        # the measured pieces account for almost everything: "other" is glue, not a hidden category
-        assert 0 <= cats["other"]["send_bytes"] < 0.25 * r["send_bytes"]
+        # the pieces are measured apart from the whole program: they account for almost all of it ("other",
+        # the remainder, is the pooler, the classifier and glue), and that remainder does not depend on the
+        # method (a piece measured with other settings than the model's would make it differ)
+        assert 0 <= cats["other"]["send_bytes"] < 0.1 * r["send_bytes"]
+        assert cats["other"]["send_bytes"] == others[r["protocol"]]
         assert r["extrapolated"] and r["measured_layers"] == 1 and r["layers"] == 2
         assert r["max_abs_error"] < 0.05
         # SecFormer's GeLU runs on dealt randomness: its offline bytes are reported apart from the online cost
@@ -63,7 +65,7 @@ def test_model_categories_and_totals(tiny_model_recs):
 
 
 def test_offline_randomness_of_the_masked_sine_is_reported_apart():
-    (masked,) = op_records(["gelu"], ["secformer"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
+    (masked,) = op_records(["gelu"], ["secformer-gelu"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
     (poly,) = op_records(["gelu"], ["secformer_poly"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
     # the dealer sends, per element, t, two mask words and 2 x 7 sines: one 8-byte share to each of the two
     # SEMI2K parties (plus a few bytes of serialisation per array)

@@ -16,7 +16,7 @@ from transformers import FlaxBertForSequenceClassification, FlaxBertModel
 
 from secformer_jax.approx import PRESETS
 from secformer_jax.checkpoint import CheckpointError, default_model_dir, flat_to_torch_state, load_checkpoint
-from secformer_jax.inference import encode, logits_fn
+from secformer_jax.inference import classifier_builder, encode
 from secformer_jax.model import BertForSequenceClassification
 
 from conftest import tiny_config
@@ -58,13 +58,14 @@ def test_minilm_matches_transformers_flax_bert(minilm_tokenizer):
 
 def test_one_hot_words_equal_id_lookup(tiny_checkpoint):
     _, config, params = tiny_checkpoint
-    fn = logits_fn(config, PRESETS["plaintext"])
+    fn = classifier_builder(config, PRESETS["plaintext"]).function()
     ids = np.array([[101, 2023, 3185, 102, 0, 0]], np.int32)
     mask = (ids != 0).astype(np.int32)
     types = np.zeros_like(ids)
     onehot = np.eye(config.vocab_size, dtype=np.float32)[ids]
     np.testing.assert_allclose(
-        fn(params, ids, mask, types), fn(params, onehot, mask.astype(np.float32), np.eye(2, dtype=np.float32)[types]), atol=1e-5
+        fn({"params": params, "words": ids, "mask": mask, "types": types}),
+        fn({"params": params, "words": onehot, "mask": mask.astype(np.float32), "types": np.eye(2, dtype=np.float32)[types]}), atol=1e-5,
     )
 
 
@@ -76,7 +77,9 @@ def test_safetensors_round_trip_and_transformers_reads_it(tiny_checkpoint):
     hf = FlaxBertForSequenceClassification.from_pretrained(str(path), from_pt=True)
     enc = encode(ckpt.tokenizer, "a gripping film", max_length=8)
     theirs = hf(enc.input_ids, enc.attention_mask, enc.token_type_ids).logits
-    ours = logits_fn(config, PRESETS["plaintext"])(ckpt.params, enc.input_ids, enc.attention_mask, enc.token_type_ids)
+    ours = classifier_builder(config, PRESETS["plaintext"]).function()(
+        {"params": ckpt.params, "words": enc.input_ids, "mask": enc.attention_mask, "types": enc.token_type_ids}
+    )
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 

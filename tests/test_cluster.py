@@ -14,10 +14,10 @@ from secformer_jax.approx import PRESETS, get_approx
 from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.cli import main
 from secformer_jax.cluster import ConfigError, LaunchError, LocalCluster, launch_inference, load_config, parse_config
-from secformer_jax.cluster.config import DATA_OWNER, MODEL_OWNER
+from secformer_jax.cluster.config import DATA_OWNER, DEALER, MODEL_OWNER
 from secformer_jax.cluster.launch import Supervisor, node_command
-from secformer_jax.inference import SPU_RUNTIME_OPTIONS, PrivateClassifier, encode
-from secformer_jax.spu_runner import Simulation, compile_program
+from secformer_jax.inference import PrivateClassifier, encode
+from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
 
 TEXT = "a gripping, beautifully made film"
 
@@ -35,9 +35,9 @@ def _free_ports(n):
 def local_config(tmp_path, name, connect_timeout_s=20, recv_timeout_s=120):
     """spu_configs/NAME.json on free loopback ports and with short timeouts, written under tmp_path."""
     config = load_config(f"spu_configs/{name}.json")
-    n = len(config.parties)
-    ports = [f"127.0.0.1:{p}" for p in _free_ports(2 * n + 2)]
-    raw = config.with_addresses(ports[: n + 2], ports[n + 2 :]).to_json()
+    io = len(config.roles())
+    ports = [f"127.0.0.1:{p}" for p in _free_ports(io + len(config.parties))]
+    raw = config.with_addresses(ports[:io], ports[io:]).to_json()
     raw["link"] = {"connect_timeout_s": connect_timeout_s, "recv_timeout_s": recv_timeout_s}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(raw))
@@ -105,9 +105,25 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name):
     assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
     assert out["cost"]["send_actions"] == simulated.cost.send_actions
     assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
-    # only the data owner learns the logits: no other process logs or prints them
+    # a separate dealer dealt the GeLU masks: the run is private under ABY3, not under SEMI2K (party 0 deals
+    # SPU's own triples)
+    assert out["dealer"] == "separate process" and out["private"] == (config.protocol == "aby3")
+    # who received what (each process's ledger of received messages): only the data owner receives output
+    # shares, the dealer receives only the model owner's stop (no data), the model owner only control messages
+    received = {}
+    for role in config.roles():
+        log = (tmp_path / "logs" / f"{role}.log").read_text()
+        line = [l for l in log.splitlines() if l.startswith(f"{role}: received ")][-1]
+        received[role] = json.loads(line.split(" received ", 1)[1])
+    assert [(sender, kind) for sender, kind, _ in received[DEALER]] == [(MODEL_OWNER, "stop")]
+    kinds = {role: {kind for _, kind, _ in msgs} for role, msgs in received.items()}
+    assert "outputs" in kinds[DATA_OWNER] and all("outputs" not in kinds[r] for r in config.roles() if r != DATA_OWNER)
+    assert kinds[MODEL_OWNER] <= {"request", "done", "bye"}
+    for party in config.parties:
+        senders = {sender for sender, kind, _ in received[party.id] if kind == "shares"}
+        assert senders == {DATA_OWNER, MODEL_OWNER, DEALER}  # the dealer's shares go to every party
     values = [f"{v:.3f}" for v in out["logits"]]
-    for role in [p.id for p in config.parties] + [MODEL_OWNER]:
+    for role in [r for r in config.roles() if r != DATA_OWNER]:
         log = (tmp_path / "logs" / f"{role}.log").read_text()
         assert not any(v in log for v in values), role
 

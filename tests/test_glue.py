@@ -13,7 +13,8 @@ from secformer_jax.glue import batches, tasks
 from secformer_jax.glue.distill import distill
 from secformer_jax.approx import PRESETS
 from secformer_jax.glue.evaluate import evaluate, gelu_inputs, subset
-from secformer_jax.glue.finetune import finetune, read_metadata
+from secformer_jax.checkpoint import read_metadata
+from secformer_jax.glue.finetune import finetune
 from secformer_jax.glue.loop import Hyper
 
 

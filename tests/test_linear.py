@@ -10,7 +10,9 @@ from secformer_jax.approx import PRESETS
 from secformer_jax.bench.model import model_records
 from secformer_jax.bench.network import LAN, WAN
 from secformer_jax.bench.report import save
-from secformer_jax.inference import LINEAR_PUBLIC_ARG, logits_fn
+from secformer_jax.inference import classifier_builder
+from secformer_jax.model import Dense
+from secformer_jax.program import ProgramBuilder
 from secformer_jax.spu_runner import Simulation, compile_program
 
 from conftest import tiny_config, tiny_params
@@ -37,7 +39,7 @@ def test_which_products_pay():
         linear.prefers_mask("cheetah", 768, 3072)
 
 
-SITE = linear.Site(("dense",), "bl", ((("dense",), "kernel"),))
+SITE = linear.Site(("dense",), (1, 3, 8), ((("dense",), "kernel"),))
 
 
 def _dense(rng, n=64, m=256):
@@ -52,7 +54,7 @@ def test_the_dealer_masks_the_weight_and_deals_fresh_products():
     b = masks.weight_masks[("dense",)]
     w = np.round(params["dense"]["kernel"].astype(np.float64) * 2**16).astype(np.int64).astype(U64)
     assert (e + b == w).all() and masks.public["dense"]["unit"] == 2**16
-    first, second = masks.deal(1, 3, rng), masks.deal(1, 3, rng)
+    first, second = masks.deal([SITE], rng), masks.deal([SITE], rng)
     for dealt in (first, second):
         a, product = ring_value(*dealt["dense"]["input"]), dealt["dense"]["kernel"]
         assert (ring_value(product.b_hi, product.b_lo) == b).all()
@@ -66,17 +68,19 @@ def test_a_masked_product_under_spu(protocol, per_input, per_output):
     """x W + b within the stated bound; bytes: one opening of x and one truncation of the output (exact),
     fewer than SPU's own product here (a weight wider than the input)."""
     rng = np.random.default_rng(2)
-    params, x = _dense(rng), rng.normal(0, 1, (1, 32, 64)).astype(np.float32)
-    masks = linear.setup_masks(params, [SITE], protocol, rng)
-    fn = lambda p, x, secret=None, public=None: linear.site_products(x, SITE, p, secret, public)[0]
-    args = (masks.strip(params), x, masks.deal(1, 32, rng), masks.public)
+    params, x = _dense(rng)["dense"], rng.normal(0, 1, (1, 32, 64)).astype(np.float32)
+    builders = {layers: ProgramBuilder(Dense(256), ("x",), PRESETS["plaintext"], linear_layers=layers) for layers in linear.LINEAR_LAYERS}
+    masks = builders["fixed-mask"].setup(params, protocol, rng, {"x": x})
+    inputs = builders["fixed-mask"].inputs(params, {"x": x}, masks, builders["fixed-mask"].deal({"x": x}, masks, rng))
+    assert "kernel" not in inputs["params"]  # the model owner does not send a masked kernel
     sim = Simulation(protocol)
-    out, cost = sim.run(compile_program(fn, *args, public_args=(3,)), *args)
-    want = x.astype(np.float64) @ params["dense"]["kernel"] + params["dense"]["bias"]
+    out, cost = sim.run(builders["fixed-mask"].compile(inputs)[0], inputs)
+    want = x.astype(np.float64) @ params["kernel"] + params["bias"]
     bound = 2.0**-17 * np.abs(x).sum(-1, keepdims=True) + 2.0**-14
     assert (np.abs(out - want) <= bound).all()
     assert cost.send_bytes == per_input * x.size + per_output * want.size
-    _, own = sim.run(compile_program(fn, params, x), params, x)
+    plain = builders["spu"].inputs(params, {"x": x})
+    _, own = sim.run(builders["spu"].compile(plain)[0], plain)
     assert cost.send_bytes < own.send_bytes
 
 
@@ -86,15 +90,16 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
     approx = PRESETS["mpcformer"]
     rng = np.random.default_rng(3)
     ids = rng.integers(1, config.vocab_size, (1, 8))
-    inputs = (np.eye(config.vocab_size, dtype=np.float32)[ids], np.ones((1, 8), np.float32), np.eye(2, dtype=np.float32)[np.zeros_like(ids)])
-    fn = logits_fn(config, approx)
-    plain = np.asarray(jax.jit(fn)(params, ids.astype(np.int32), inputs[1], np.zeros_like(ids, np.int32)))
-    masks = linear.setup_masks(params, linear.bert_sites(config.num_hidden_layers, 64 // 4), "semi2k", rng)
+    data = {"words": np.eye(config.vocab_size, dtype=np.float32)[ids], "mask": np.ones((1, 8), np.float32), "types": np.eye(2, dtype=np.float32)[np.zeros_like(ids)]}
+    builder, own_builder = (classifier_builder(config, approx, linear_layers=layers) for layers in ("fixed-mask", "spu"))
+    plain = np.asarray(jax.jit(builder.function())({"params": params, "words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}))
+    masks = builder.setup(params, "semi2k", rng, data)
     assert len(masks.sites) == 2 + 4 * config.num_hidden_layers + 1  # every product in SEMI2K
     sim = Simulation("semi2k")
-    args = (masks.strip(params), *inputs, None, masks.deal(1, 8, rng), masks.public)
-    masked, cost = sim.run(compile_program(fn, *args, public_args=(LINEAR_PUBLIC_ARG,)), *args)
-    own, own_cost = sim.run(compile_program(fn, params, *inputs), params, *inputs)
+    inputs = builder.inputs(params, data, masks, builder.deal(data, masks, rng))
+    masked, cost = sim.run(builder.compile(inputs)[0], inputs)
+    own_inputs = own_builder.inputs(params, data)
+    own, own_cost = sim.run(own_builder.compile(own_inputs)[0], own_inputs)
     own_error = np.abs(own - plain).max()  # SPU's fixed point under MPCFormer's approximations: ~5e-3 here
     assert own_error < 1e-2 and np.abs(masked - plain).max() < 2 * own_error
     assert cost.send_bytes < 0.6 * own_cost.send_bytes

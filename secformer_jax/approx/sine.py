@@ -12,7 +12,9 @@ Protocol (semi-honest, FM64, f = 18 fractional bits), for a secret x and a dealt
 2. r = d mod P, exactly, from d's ring encoding: the low log2(P) + f bits (P 2^f divides 2^64, so the ring's
    wrap-around keeps r = (x - T) mod P); r is uniform on [0, P) and independent of x;
 3. sin(2 pi k x / P) = sin(2 pi k r / P) C_k + cos(2 pi k r / P) S_k (public times secret, no secret product),
-   all 2 x 7 products and their sum on ring integers, with one truncation at the end (`ring_dot`).
+   all 2 x 7 products and their sum on ring integers, with one truncation at the end (`ring_dot`). The public
+   cos / sin of k a, a = 2 pi r / P, come from those of a alone by angle addition in log2(harmonics)
+   rounds, on public ring integers at scale 2^30 (`ring_harmonics`): no communication.
 The ring-wide T is built in the program from its low part t (uniform on the fixed-point grid of [0, P)) and
 two int32 words h, h' as T = (h 2^31 + h') P + t: the opened d = x - T is uniform on the ring, so it says
 nothing about x (not only its residue). The dealer (a process that is not a computing party: `dealer`) draws
@@ -21,8 +23,9 @@ fresh (t, h, h', S, C) per GeLU element and run; reusing them would reveal diffe
 The same opening serves any Fourier series of x: `gelu_fourier` writes GeLU itself as one cosine series of
 period 128 (no comparison; `SineSpec` says which period and how many harmonics a correlation carries).
 
-Without a correlation (`corr=None`) each function computes its series with sin/cos of x directly: the
-ideal functionality, i.e. the plaintext reference (under SPU that costs a secret sine per harmonic).
+Without a correlation (`corr=None`) each function computes its series of x itself: the ideal functionality,
+i.e. the plaintext reference, by Horner's rule in complex arithmetic from one cos / sin of x
+(`harmonic_sums`; under SPU a secret sine, a secret cosine and a complex secret product per harmonic).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..openings import reveal
 
 class SineSpec(NamedTuple):
     """What a correlation is dealt for: the series' period (in units of x, a power of two with
@@ -48,6 +53,8 @@ PERIOD, HARMONICS = ERF_SINE
 X_CUT = 2.5 * math.sqrt(2.0)  # erf(x / sqrt 2) = +-1 beyond (two comparisons), the series inside
 FRAC_BITS = 18  # SPU FM64's fixed point; the opened value's low log2(PERIOD) + FRAC_BITS bits are its residue
 SINE_BITS = 16  # the dealt sines and cosines are ring integers round(value 2^16) (see `ring_dot`)
+HARMONIC_BITS = 30  # the public cos / sin of k a are ring integers value 2^30, floored (`ring_harmonics`)
+ROOT_DOUBLINGS = 6  # `ring_harmonics` takes a Taylor series at a / 2^6 and doubles the angle 6 times
 # fit_beta(PERIOD, HARMONICS, X_CUT), rounded to 9 digits (max erf error 2.4e-5 either way)
 BETA = (1.555343268, -0.571750389, 0.746868936, -0.357022843, 0.208977717, -0.056168389, 0.014221493)
 
@@ -81,11 +88,12 @@ class SineCorrelation(NamedTuple):
     cos: jax.Array  # int32 [..., harmonics]: the same for cos
 
 
-def dealer(shape: tuple, rng: np.random.Generator, spec: SineSpec = ERF_SINE) -> SineCorrelation:
-    """Fresh correlated randomness for a GeLU input of `shape` (the dealer's side, in the clear)."""
-    t_int = rng.integers(0, spec.period << FRAC_BITS, shape, dtype=np.int32)
+def dealer(shape: tuple, stream, spec: SineSpec = ERF_SINE) -> SineCorrelation:
+    """Fresh correlated randomness for a GeLU input of `shape` (the dealer's side, in the clear), drawn from
+    `stream` (a `randomness.Stream`: ChaCha20, one per GeLU and run)."""
+    t_int = stream.below_pow2(shape, (spec.period << FRAC_BITS).bit_length() - 1)
     angles = 2 * np.pi * (t_int[..., None] * 2.0**-FRAC_BITS) * np.arange(1, spec.harmonics + 1) / spec.period
-    words = lambda: rng.integers(np.iinfo(np.int32).min, np.iinfo(np.int32).max, shape, dtype=np.int32, endpoint=True)
+    words = lambda: stream.int32(shape)
     fixed = lambda v: np.round(v * 2.0**SINE_BITS).astype(np.int32)
     return SineCorrelation(t_int, words(), words(), fixed(np.sin(angles)), fixed(np.cos(angles)))
 
@@ -100,8 +108,6 @@ def correlation_shapes(shape: tuple, spec: SineSpec = ERF_SINE) -> SineCorrelati
 def masked_residue(x, corr: SineCorrelation, period: int = PERIOD):
     """Open x - T and return (x - T) mod period, public (steps 1-2 of the module doc). SPU only: the residue
     is read off the opened value's fixed-point ring encoding, which plaintext JAX does not have."""
-    from spu.experimental import reveal
-
     high = (corr.h_hi * 65536 * 32768 + corr.h_lo) * period  # int ring arithmetic: (h 2^31 + h') P
     mask = high.astype(x.dtype) + jax.lax.bitcast_convert_type(corr.t, x.dtype)  # T: P 2^f divides the ring, so T mod P = t
     opened = reveal(x - mask)
@@ -109,46 +115,131 @@ def masked_residue(x, corr: SineCorrelation, period: int = PERIOD):
     return jax.lax.bitcast_convert_type(bits, x.dtype)
 
 
-def masked_angles(x, corr: SineCorrelation, period: int):
-    """The public angles 2 pi (k r mod P) / P, k = 1..harmonics, r = (x - T) mod P from `masked_residue`
-    [..., harmonics]. All on the residue's ring integer R = r 2^f: k R mod P 2^f exactly (by a mask, as
-    k R < 2^31 for P 2^f <= 2^25 and k <= 64), then times round(2^30 2 pi / P) and shifted right by 30 bits
-    (SPU integers live in the 64-bit ring), so the angle, in [0, 2 pi), is within 2^-f of exact: a
-    fixed-point constant 2 pi / P would carry a relative error up to 2^-f P / (4 pi) (4e-4 rad at 2 pi
-    for P = 128), which the harmonics' coefficients would multiply."""
-    harmonics = corr.sin.shape[-1]
-    if (period << FRAC_BITS) * harmonics > 2**31:
-        raise ValueError(f"period {period} with {harmonics} harmonics overflows the exact angle reduction")
-    r_int = jax.lax.bitcast_convert_type(masked_residue(x, corr, period), jnp.int32)
-    k_r = (r_int[..., None] * jnp.arange(1, harmonics + 1, dtype=jnp.int32)) & ((period << FRAC_BITS) - 1)
-    angle = (k_r * round(2**30 * 2 * math.pi / period)) >> 30
-    return jax.lax.bitcast_convert_type(angle, x.dtype)
+def _ring_scale(a, b):
+    """a b 2^-30 (floor) for ring integers at scale 2^HARMONIC_BITS (products < 2^62: no wrap-around)."""
+    return (a * b) >> HARMONIC_BITS
+
+
+def _ring_rotate(cos_a, sin_a, cos_b, sin_b):
+    """cos(a + b) and sin(a + b) from ring integers at scale 2^30: each a sum of two products, floored once
+    (b's sine negated, not a product: b is the smaller operand where they differ)."""
+    return (cos_a * cos_b + sin_a * -sin_b) >> HARMONIC_BITS, (sin_a * cos_b + cos_a * sin_b) >> HARMONIC_BITS
+
+
+def _ring_horner(t, coefficients):
+    """sum_i coefficients_i t^i for ring-integer t at scale 2^30 (Horner, a floor per step)."""
+    acc = round(coefficients[-1] * 2**HARMONIC_BITS)
+    for c in reversed(coefficients[:-1]):
+        acc = round(c * 2**HARMONIC_BITS) + _ring_scale(t, acc)
+    return acc
+
+
+def ring_harmonics(r_int, period: int, harmonics: int) -> tuple[list, list]:
+    """([cos(k a)], [sin(k a)]), a = 2 pi r / P, k = 1..harmonics, for r = r_int 2^-f in [0, P) given as its
+    ring integer: one array shaped like r_int per harmonic, ring integers round-down(value 2^30). Integer
+    arithmetic on values below 2^63: under SPU int32 is a 64-bit ring integer (public here: no
+    communication); plaintext JAX computes the same with int64 (jax x64 enabled).
+
+    1. theta = a / 2^6 = 2 pi R / (P 2^(f + 6)) on the 2^30 scale: R times the constant as an int32, a shift;
+    2. cos and sin of theta by Taylor series (theta < 0.1: the first term dropped is below 2e-11);
+    3. six angle doublings give cos a and sin a;
+    4. with harmonics 1..m known, rotating each by harmonic m gives m+1..2m (`_ring_rotate`): log2(harmonics)
+       rounds, each harmonic one complex product of two others, so the error of harmonic k is about k times
+       that of harmonic 1 (measured for both specs: within 1.9e-7 k of exact cos / sin).
+    The 2^30 scale keeps that growth far below the 2^-18 of the fixed-point terms built from them (the same
+    recurrence on SPU's fixed point reached 3.5e-4 at k = 64). It replaces SPU's fixed-point sin / cos of
+    every harmonic's exactly reduced angle (within 7.5e-6 at every k), which took 72% of `gelu_fourier`.
+    One array per harmonic, not a [..., harmonics] array: SPU's elementwise ops are about 4 times slower on
+    a broadcast operand (harmonic m against 1..m, a coefficient per harmonic) than on equal shapes, and
+    every concatenation copies; BERT-base's `gelu_fourier` under ABY3 took 44 s that way, 16-27 s this way
+    (measured)."""
+    step = 2 * math.pi * 2.0 ** (HARMONIC_BITS - FRAC_BITS - ROOT_DOUBLINGS) / period  # theta 2^30 = R step
+    shift = 30 - math.ceil(math.log2(step))  # round(step 2^shift) fits an int32; R times it < 2^(log2(P) + f + 31)
+    theta = (r_int * round(step * 2**shift)) >> shift
+    t = _ring_scale(theta, theta)
+    cos, sin = _ring_horner(t, (1, -1 / 2, 1 / 24, -1 / 720)), _ring_scale(theta, _ring_horner(t, (1, -1 / 6, 1 / 120)))
+    for _ in range(ROOT_DOUBLINGS):
+        cos, sin = _ring_rotate(cos, sin, cos, sin)
+    cos, sin = [cos], [sin]
+    while len(cos) < harmonics:
+        m = len(cos)
+        for j in range(min(m, harmonics - m)):  # harmonic m + 1 + j: harmonic 1 + j rotated by harmonic m
+            more_cos, more_sin = _ring_rotate(cos[j], sin[j], cos[m - 1], sin[m - 1])
+            cos.append(more_cos)
+            sin.append(more_sin)
+    return cos, sin
+
+
+def public_term(harmonic, coefficient: float):
+    """coefficient * harmonic as a ring integer at scale 2^f, rounded to nearest, for a `ring_harmonics` ring
+    integer (scale 2^30) and a nonzero float coefficient: times m = round(c 2^s), s as large as an int32
+    allows (so c is exact to 2^-30 relative), and a shift by 30 + s - f. The rounding offset 2^(29 + s - f)
+    does not fit an int32 constant, so it enters as (harmonic + o) m with o = round(2^(29 + s - f) / m),
+    about 2^11 / |c| (so |c| > 2^-20): half an ulp to within |c| 2^-13 ulps. Rounding down instead adds up
+    to one ulp of 2^-f per term (times a dealt sine): measured 2.8e-4 instead of 1.6e-4 on `gelu_fourier`,
+    1.0e-4 instead of 6.1e-5 on `gelu_secformer_masked` (from their references)."""
+    bits = 30 - math.ceil(math.log2(abs(coefficient)))
+    shift = HARMONIC_BITS + bits - FRAC_BITS
+    m = round(coefficient * 2.0**bits)
+    return ((harmonic + round(2.0 ** (shift - 1) / m)) * m) >> shift
+
+
+def harmonic_sums(angle, coefficients):
+    """(sum_k c_k cos(k angle), sum_k c_k sin(k angle)), k = 1..len(coefficients): the real and imaginary
+    parts of sum_k c_k z^k, z = cos(angle) + i sin(angle), by Horner's rule in complex arithmetic
+    (acc = c_K; acc = c_k + z acc down to k = 1; the sums are z acc) from one cos and sin of `angle`.
+    One complex product per harmonic and no array of harmonics (jax.jit fuses the loop), and |z| = 1, so a
+    rounding error is carried along without growth, in floating point and in SPU's fixed point alike.
+    (Clenshaw's real recurrence on cos(angle) alone is as fast in float32, but near angle = 0, where cos is
+    flat, it multiplies the fixed-point error of cos(angle) by |sum_k k^2 c_k| (330 for `gelu_fourier`): under
+    SPU without a correlation that was 2.9e-3 from its plaintext self on [-8, 8], this 1.2e-3; measured.)"""
+    zc, zs = jnp.cos(angle), jnp.sin(angle)
+    coefficients = [float(c) for c in coefficients]  # Python floats: they take angle's dtype
+    re, im = jnp.full_like(angle, coefficients[-1]), jnp.zeros_like(angle)
+    for c in reversed(coefficients[:-1]):
+        re, im = c + (re * zc - im * zs), re * zs + im * zc
+    return re * zc - im * zs, re * zs + im * zc
+
+
+def masked_terms(x, corr: SineCorrelation, period: int, coefficients, kind: str) -> list:
+    """The (public, secret) pairs for `ring_dot` of sum_k c_k cos(2 pi k x / P) (kind "cos") or
+    sum_k c_k sin(2 pi k x / P) (kind "sin") through the masked opening, k = 1..harmonics of `corr`. SPU only.
+    With a = 2 pi k r / P public (`ring_harmonics` of the residue r = (x - T) mod P, `masked_residue`) and
+    the dealt C_k, S_k of b = 2 pi k T / P: cos(a + b) = cos a C_k - sin a S_k, sin(a + b) = sin a C_k +
+    cos a S_k. Two pairs per harmonic with a nonzero coefficient."""
+    r_int = jax.lax.bitcast_convert_type(masked_residue(x, corr, period), jnp.int32)  # R = r 2^f in [0, P 2^f)
+    cos, sin = ring_harmonics(r_int, period, corr.sin.shape[-1])
+    terms = []
+    for k, c in enumerate(float(c) for c in coefficients):
+        if c:
+            with_cos, with_sin = ((cos[k], c), (sin[k], -c)) if kind == "cos" else ((sin[k], c), (cos[k], c))
+            terms += [(public_term(*with_cos), corr.cos[..., k]), (public_term(*with_sin), corr.sin[..., k])]
+    return terms
 
 
 def erf_series(x, corr: SineCorrelation | None = None, scale: float = 1.0):
-    """scale * sum_k BETA_k sin(2 pi k x / P): by the masked opening with `corr`, else by sin of x (the
-    reference). `scale` is folded into the public coefficients (no extra secret product)."""
-    beta = scale * jnp.asarray(BETA, x.dtype)
+    """scale * sum_k BETA_k sin(2 pi k x / P): by the masked opening with `corr`, else by `harmonic_sums` of x
+    (the reference). `scale` is folded into the public coefficients (no extra secret product)."""
+    beta = scale * np.asarray(BETA)
     if corr is None:
-        k = jnp.arange(1, HARMONICS + 1, dtype=x.dtype)
-        return jnp.sin((2 * math.pi / PERIOD) * x[..., None] * k) @ beta
-    angle = masked_angles(x, corr, PERIOD)  # public
-    public = jnp.concatenate([jnp.sin(angle) * beta, jnp.cos(angle) * beta], -1)  # sin(a+b) = sin a cos b + cos a sin b
-    return ring_dot(public, jnp.concatenate([corr.cos, corr.sin], -1))
+        return harmonic_sums((2 * math.pi / PERIOD) * x, beta)[1]
+    return ring_dot(masked_terms(x, corr, PERIOD, beta, "sin"), x.dtype)
 
 
-def ring_dot(public, secret):
-    """sum over the last axis of public * secret / 2^SINE_BITS for fixed-point `public` and ring-integer
-    `secret` (the dealt sines at scale 2^SINE_BITS), with one truncation instead of one per product. SPU only.
-    `public` is reinterpreted as its ring integers (value 2^f); the integer products (value 2^(f + 16)) are
-    exact and local (public times secret), their sum too; the bitcast back reads the sum as a fixed-point
-    number 2^16 times too large, and the multiplication by 2^-16 is the one truncation (SPU truncates by
-    2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-18 for 40 / 16: why the sines are at 2^16).
-    A fixed-point secret v rides along as its own ring integer (value 2^f) with its coefficient divided by
-    2^(f - 16). Needs |public| 2^f |secret| terms <= 2^63 (here |public| <= 13, 129 terms: far inside)."""
-    as_int = lambda v: jax.lax.bitcast_convert_type(v, jnp.int32)
-    total = (as_int(public) * secret).sum(-1)
-    return jax.lax.bitcast_convert_type(total, public.dtype) * (2.0**-SINE_BITS)
+def ring_dot(terms, dtype):
+    """sum over (public, secret) pairs of public * secret / 2^SINE_BITS, as a fixed-point `dtype` value, for
+    public ring integers at scale 2^f (`public_term`) and secret ring integers (the dealt sines at scale
+    2^SINE_BITS), with one truncation instead of one per product. SPU only. The integer products (value
+    2^(f + 16)) are exact and local (public times secret), their sum too; the bitcast reads the sum as a
+    fixed-point number 2^16 times too large, and the multiplication by 2^-16 is the one truncation (SPU
+    truncates by 2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-18 for 40 / 16: why the sines
+    are at 2^16). A fixed-point secret v rides along as its own ring integer (value 2^f), paired with the
+    public integer c 2^16 for the term c v. Needs the sum of |public| |secret| below 2^63 (here at most
+    2^45: far inside)."""
+    total = None
+    for public, secret in terms:
+        total = public * secret if total is None else total + public * secret
+    return jax.lax.bitcast_convert_type(total, dtype) * (2.0**-SINE_BITS)
 
 
 def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
@@ -156,11 +247,13 @@ def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
     +1 above X_CUT (two comparisons), `erf_series` between.
 
     Any x. Max abs error vs the exact GeLU on [-8, 8]: 7.2e-4, at the cut (erf(2.5) = 0.99959 is set to 1;
-    the series alone is within 4.3e-5). Under SPU FM64 with a dealt correlation, within 6.2e-5 (ABY3) and
-    4.7e-5 (SEMI2K) of this function without one (the reference) in float32 on [-8, 8] (measured; tests
-    assert 2e-4). Online cost per element: one opening, public sines, 2 x 7 public-secret products summed
-    with one truncation, two comparisons, two selects and one secret product (ABY3: 448 bytes, SEMI2K: 352,
-    measured; PUMA's GeLU: 860 and 656)."""
+    the series alone is within 4.3e-5). Under SPU FM64 with a dealt correlation, within 4.9e-5 (ABY3 and
+    SEMI2K) of this function without one (the reference) in float32 on [-8, 8] (measured on 2001 points, up
+    to 6.3e-5 on 20001; tests assert 1e-4). Online cost per element: one opening, public sines
+    (`ring_harmonics`), 2 x 7 public-secret products summed with one truncation, two comparisons, two
+    selects and one secret product (ABY3: 448 bytes, SEMI2K: 352, measured; PUMA's GeLU: 860 and 656).
+    BERT-base's 128 x 3072 GeLU under ABY3 took 19-25 s with SPU's fixed-point sin / cos of each harmonic,
+    3.0-7.9 s with `ring_harmonics` (one 2-core machine shared with other jobs, measured)."""
     cdf = jnp.where(x < -X_CUT, 0.0, jnp.where(x > X_CUT, 1.0, 0.5 + erf_series(x, corr, scale=0.5)))
     return x * cdf  # 0.5 (1 + erf) with the 0.5 inside the series' coefficients: one truncation fewer
 
@@ -191,20 +284,20 @@ def gelu_fourier(x, corr: SineCorrelation | None = None):
     float64, measured on a 5e-4 grid; still 6.7e-4 at |x| = 60). Beyond it the periodic part turns back:
     for |x| in [56, 64 + 56] the error grows to about |x| - 56 and it repeats with period 128, so inputs
     must be known to stay inside (the MiniLM teacher's GeLU inputs on SST-2 and RTE dev lie in
-    [-17.2, 24.7], measured; see `secformer eval`'s gelu_input_range). Under SPU FM64 with a dealt
-    correlation (`dealer(shape, rng, GELU_COSINE)`), within 2.7e-4 of this function without one in float32
-    on [-56, 56] (measured; tests assert 4e-4).
+    [-17.2, 24.7], measured; see `secformer eval`'s gelu_input_range).
+    Without a correlation (the reference) the series is summed by `harmonic_sums` from one cos / sin of x:
+    in float32 within 8.2e-6 of the float64 series and 6.75e-4 of the exact GeLU on the domain; 16 ms for
+    64 x 1536 x 6 elements under jax.jit on 2 CPU cores, where cos of all 64 harmonics took 220 ms (measured).
+    Under SPU FM64 with a dealt correlation (`dealer(shape, stream, GELU_COSINE)`), within 1.7e-4 of the
+    reference on [-56, 56] (ABY3 and SEMI2K, measured on up to 393216 points; 2.8e-4 when the public terms
+    were rounded down; tests assert 2.5e-4). The public cos / sin of the 64 harmonics come from
+    `ring_harmonics`: BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s with SPU's fixed-point sin / cos
+    of each harmonic (72% of the time), 16-27 s now (one 2-core machine shared with other jobs, measured).
     Online cost per element: one opening and one truncation (x / 2 and the 2 x 64 public-secret products
     summed on ring integers, `ring_dot`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
     the dealt randomness is 2 x 64 + 3 values per element."""
     c0, c = gelu_cosine_coefficients()
-    coeffs = jnp.asarray(c, x.dtype)
     if corr is None:
-        w = (2 * math.pi / GELU_COSINE.period) * jnp.arange(1, GELU_COSINE.harmonics + 1, dtype=x.dtype)
-        return 0.5 * x + c0 + jnp.cos(x[..., None] * w) @ coeffs
-    angle = masked_angles(x, corr, GELU_COSINE.period)  # public
-    half = jnp.full(x.shape + (1,), 0.5 * 2.0 ** (SINE_BITS - FRAC_BITS), x.dtype)  # x's ring integer is x 2^f
-    # cos(w (r + T)) = cos(w r) C - sin(w r) S, and x / 2 rides along in the same sum
-    public = jnp.concatenate([half, jnp.cos(angle) * coeffs, -jnp.sin(angle) * coeffs], -1)
-    x_int = jax.lax.bitcast_convert_type(x, jnp.int32)[..., None]
-    return ring_dot(public, jnp.concatenate([x_int, corr.cos, corr.sin], -1)) + c0
+        return 0.5 * x + c0 + harmonic_sums((2 * math.pi / GELU_COSINE.period) * x, c)[0]
+    x_int = jax.lax.bitcast_convert_type(x, jnp.int32)  # x's ring integer is x 2^f; x / 2 rides along
+    return ring_dot([(1 << (SINE_BITS - 1), x_int)] + masked_terms(x, corr, GELU_COSINE.period, c, "cos"), x.dtype) + c0

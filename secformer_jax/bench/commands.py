@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..linear import LINEAR_HELP, LINEAR_LAYERS
-from ..spu_runner import PROTOCOLS
+from ..spu_runner import FIELDS, PROTOCOLS
 
 
 def _csv(choices=None):
@@ -42,7 +42,7 @@ def add_bench_commands(sub) -> None:
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--protocols", type=_csv(PROTOCOLS), help="comma-separated: semi2k,cheetah,aby3 (default: aby3, or the --cluster config's)")
-    common.add_argument("--field", default="fm64", choices=["fm64", "fm128"])
+    common.add_argument("--field", default="fm64", choices=list(FIELDS))
     common.add_argument("--lan", default="1000,0.5", help="modelled LAN as MBIT_PER_S,RTT_MS (default 1000,0.5)")
     common.add_argument("--wan", default="100,40", help="modelled WAN as MBIT_PER_S,RTT_MS (default 100,40)")
     common.add_argument("--out", type=Path, default=Path("results"), help="results folder (JSON, REPORT.md, PNG)")
@@ -56,7 +56,7 @@ def add_bench_commands(sub) -> None:
     op_methods = sorted({m for case in OPS.values() for m in case.methods})
     ops.add_argument(
         "--methods", type=_csv(op_methods), default=list(METHODS),
-        help="comma-separated: " + ",".join(op_methods) + " (GeLU only: secformer_poly, SecFormer's GeLU with sin/cos of secrets; fourier, GeLU as one cosine series)",
+        help="comma-separated: " + ",".join(op_methods) + " (presets' functions under the preset's name; GeLU only: secformer-gelu, the paper's erf series; secformer_poly, sin/cos of secrets)",
     )
     ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
     ops.add_argument("--shapes", type=_csv(MODEL_OP_SHAPES), default=list(MODEL_OP_SHAPES), help="transformer shape sets")
@@ -69,13 +69,15 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
     model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike, simulation only")
+    model.add_argument("--dealer-seed", type=int, help="derive the dealt masks from this seed (reproducible runs; recorded in the JSON); default: a fresh key per run")
 
 
 def run_bench(args) -> dict:
     from contextlib import ExitStack
 
+    from ..provenance import run_meta
     from .network import parse_network
-    from .report import run_meta, save
+    from .report import save
 
     networks = [parse_network(args.lan, "LAN"), parse_network(args.wan, "WAN")]
     meta = run_meta(networks)
@@ -118,7 +120,7 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
     with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
         records = model_records(
             args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field,
-            progress=bar.update, runners=runners, linear_layers=args.linear,
+            progress=bar.update, runners=runners, linear_layers=args.linear, dealer_seed=args.dealer_seed,
         )
     suffix = "-fixed-mask" if args.linear == "fixed-mask" else ""
     return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols) + suffix

@@ -1,8 +1,9 @@
 """`secformer bench ops`: each nonlinear operator and numeric kernel, per method and protocol, under SPU.
 
-Methods map to the registry: GeLU puma / quad (MPCFormer) / secformer, and GeLU only: secformer_poly,
-fourier (one cosine series, no comparison); Softmax puma / 2quad / secformer;
-LayerNorm puma / exact (MPCFormer keeps the backend's) / secformer; division and inverse square root:
+Methods derive from the registry (`_registry_methods`): for GeLU, Softmax and LayerNorm each compared
+preset's function under the preset's name (GeLU: puma, mpcformer = quad, secformer = fourier, the cosine
+series), then every other selectable function (GeLU: secformer-gelu, the paper's segmented erf series;
+secformer_poly, sin/cos of secrets); division and inverse square root:
 the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt started in the input's
 power-of-two bracket within public bounds (SecFormer's `bracketed_div`, `bracketed_rsqrt`).
 Inputs are drawn on the ranges the docstrings state; `max_abs_error` is against the exact function in
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from ..approx import bracketed_div, bracketed_rsqrt, get_approx, sine
+from ..approx import METHODS, PRESETS, bracketed_div, bracketed_rsqrt, choices, lookup, sine
 from ..approx.softmax import QUAD_SHIFT
 
 DIV_LO, DIV_HI_PER_KEY = 16.0, (128.0 + QUAD_SHIFT) ** 2  # the secformer softmax's public range per key
@@ -43,11 +44,6 @@ def _layernorm_ref(x, scale, bias):
     return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12) * scale + bias
 
 
-def _ln(name):
-    f = get_approx("layernorm", name)
-    return lambda x, scale, bias: f(x, scale, bias, 1e-12)
-
-
 @dataclasses.dataclass(frozen=True)
 class OpCase:
     """One operator: its methods, an input sampler for a shape, and the float64 reference."""
@@ -56,7 +52,7 @@ class OpCase:
     sample: Callable[[tuple, np.random.Generator], tuple]
     reference: Callable
     relative: bool = False  # report relative instead of absolute error
-    dealt: dict[str, Callable] = dataclasses.field(default_factory=dict)  # method -> (shape, rng) -> dealt randomness
+    dealt: dict[str, Callable] = dataclasses.field(default_factory=dict)  # method -> (shape, stream) -> dealt randomness
 
 
 def _sample_ln(shape, rng):
@@ -81,24 +77,31 @@ def _secformer_rsqrt(v):
     return bracketed_rsqrt(v, lo=RSQRT_LO, hi=RSQRT_HI)
 
 
+def _registry_methods(op: str) -> dict:
+    """method -> registry record for `op`: each compared preset's choice under the preset's name, then every
+    other selectable function (the backend's exact one aside) under its own name, or NAME-OP where that name
+    is a preset's (e.g. "secformer-gelu": the paper's erf series, while the secformer preset uses "fourier")."""
+    methods = {preset: PRESETS[preset].record(op) for preset in METHODS}
+    chosen = {record.name for record in methods.values()}
+    for name in choices(op):
+        if name not in chosen | {"exact"}:
+            methods[f"{name}-{op}" if name in methods else name] = lookup(op, name)
+    return methods
+
+
+def _case(op: str, sample, reference, wrap=lambda fn: fn) -> OpCase:
+    """An operator case whose methods derive from the registry; dealt randomness where a record needs it."""
+    methods = _registry_methods(op)
+    dealt = {m: partial(sine.dealer, spec=r.correlation) for m, r in methods.items() if r.correlation is not None}
+    return OpCase({m: wrap(r.fn) for m, r in methods.items()}, sample, reference, dealt=dealt)
+
+
 OPS: dict[str, OpCase] = {
-    "gelu": OpCase(
-        {
-            "puma": get_approx("gelu", "puma"), "mpcformer": get_approx("gelu", "quad"), "secformer": get_approx("gelu", "secformer"),
-            "secformer_poly": get_approx("gelu", "secformer_poly"), "fourier": get_approx("gelu", "fourier"),
-        },
-        lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32),),
-        _gelu_ref,
-        dealt={"secformer": partial(sine.dealer, spec=sine.ERF_SINE), "fourier": partial(sine.dealer, spec=sine.GELU_COSINE)},
+    "gelu": _case("gelu", lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32),), _gelu_ref),
+    "softmax": _case(
+        "softmax", lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32), np.ones(shape[-1:], np.float32)), _softmax_ref
     ),
-    "softmax": OpCase(
-        {"puma": get_approx("softmax", "puma"), "mpcformer": get_approx("softmax", "2quad"), "secformer": get_approx("softmax", "secformer")},
-        lambda shape, rng: (rng.uniform(-8, 8, shape).astype(np.float32), np.ones(shape[-1:], np.float32)),
-        _softmax_ref,
-    ),
-    "layernorm": OpCase(
-        {"puma": _ln("puma"), "mpcformer": _ln("exact"), "secformer": _ln("secformer")}, _sample_ln, _layernorm_ref
-    ),
+    "layernorm": _case("layernorm", _sample_ln, _layernorm_ref, lambda f: lambda x, scale, bias: f(x, scale, bias, 1e-12)),
     "div": OpCase(
         {"puma": jnp.divide, "mpcformer": jnp.divide, "secformer": _secformer_div}, _sample_div, np.divide
     ),
@@ -143,8 +146,9 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     (a `cluster.LocalCluster` runs through party processes instead).
     Returns one record per run; `progress(n)` is called after each run.
     """
-    from ..inference import SPU_RUNTIME_OPTIONS
-    from ..spu_runner import Simulation, compile_program
+    from ..program import privacy
+    from ..randomness import Dealer
+    from ..spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
     from .records import cost_fields
 
     for op in ops:
@@ -161,7 +165,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
             inputs = case.sample(tuple(shapes[op]), rng)
             for method in [m for m in methods if m in case.methods]:
                 fn = case.methods[method]
-                dealt = (case.dealt[method](inputs[0].shape, rng),) if method in case.dealt else ()
+                dealt = (case.dealt[method](inputs[0].shape, Dealer().stream(op)),) if method in case.dealt else ()
                 program = compile_program(fn, *inputs, *dealt, name=f"{op}_{method}")
                 for protocol in protocols:
                     out, cost = simulations[protocol].run(program, *inputs, *dealt)
@@ -174,6 +178,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                             "max_abs_error": max_error(case, inputs, out),
                             "error_kind": "relative" if case.relative else "absolute",
                             "offline": offline,
+                            **privacy(protocol, bool(dealt)),
                         }
                     )
                     if progress:

@@ -7,13 +7,7 @@ make one report. Ratios vs PUMA are taken only between records of the same JSON 
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -24,36 +18,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .model import CATEGORIES  # noqa: E402
 
 MB = 1e6
-
-
-def _command() -> str:
-    """This run's command line as a user would type it (`secformer ...` also when run as `python -m`)."""
-    argv0 = Path(sys.argv[0])
-    if argv0.name == "secformer" or argv0.parts[-2:] == ("secformer_jax", "cli.py"):
-        return "secformer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    return " ".join(shlex.quote(a) for a in sys.argv)
-
-
-def run_meta(networks) -> dict:
-    """Command, date, machine and commit of this run."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    import spu
-
-    return {
-        "command": _command(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
-        "spu": spu.__version__ if hasattr(spu, "__version__") else "0.9.5",
-        "commit": commit,
-        "networks": [n.describe() for n in networks],
-        "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process; "
-        "offline = shares of dealt randomness sent by the dealer, not in the online columns",
-    }
 
 
 def save(out_dir: Path, name: str, meta: dict, records: list[dict]) -> Path:

@@ -2,12 +2,15 @@
 
 A config names the computing parties (2 for semi2k and cheetah, 3 for aby3), each with two addresses:
 `mpc_address` for the SPU protocol link among the parties and `io_address` for the link that carries
-secret shares from the owners and output shares back; and the two owners' `address`es (data owner:
-the text, the only one to receive the logits; model owner: the weights). Example:
+secret shares from the owners and output shares back; the two owners' `address`es (data owner:
+the text, the only one to receive the logits; model owner: the weights) and the dealer's (the correlated
+randomness of a protocol GeLU: a process that is neither an owner nor a computing party and receives no
+data, only the model owner's stop). Example:
 
     {"protocol": "aby3", "field": "fm64",
      "parties": [{"id": "p0", "mpc_address": "127.0.0.1:61530", "io_address": "127.0.0.1:61540"}, ...],
      "data_owner": {"address": "127.0.0.1:61550"}, "model_owner": {"address": "127.0.0.1:61551"},
+     "dealer": {"address": "127.0.0.1:61552"},
      "runtime_options": {"fxp_exp_mode": "EXP_TAYLOR"},
      "link": {"connect_timeout_s": 30, "recv_timeout_s": 600}}
 
@@ -25,10 +28,10 @@ from typing import Any
 
 import spu.libspu as libspu
 
-from ..inference import SPU_RUNTIME_OPTIONS
-from ..spu_runner import FIELDS, PROTOCOLS, runtime_config
+from ..spu_runner import FIELDS, PROTOCOLS, SPU_RUNTIME_OPTIONS, runtime_config
 
-DATA_OWNER, MODEL_OWNER = "data_owner", "model_owner"
+DATA_OWNER, MODEL_OWNER, DEALER = "data_owner", "model_owner", "dealer"
+OWNERS = (DATA_OWNER, MODEL_OWNER, DEALER)  # the I/O link's first ranks, in order
 DEFAULT_LINK = {"connect_timeout_s": 30.0, "recv_timeout_s": 600.0}
 
 
@@ -45,13 +48,14 @@ class Party:
 
 @dataclasses.dataclass(frozen=True)
 class ClusterConfig:
-    """A validated cluster config. I/O link ranks: 0 data owner, 1 model owner, 2 + i computing party i."""
+    """A validated cluster config. I/O link ranks: 0 data owner, 1 model owner, 2 dealer, 3 + i computing party i."""
 
     protocol: str
     field: str
     parties: tuple[Party, ...]
     data_owner: str
     model_owner: str
+    dealer: str
     runtime_options: dict[str, Any]
     connect_timeout_s: float
     recv_timeout_s: float
@@ -59,11 +63,11 @@ class ClusterConfig:
 
     @property
     def io_addresses(self) -> list[str]:
-        return [self.data_owner, self.model_owner] + [p.io_address for p in self.parties]
+        return [self.data_owner, self.model_owner, self.dealer] + [p.io_address for p in self.parties]
 
     def roles(self) -> list[str]:
         """Every process's name, in I/O rank order."""
-        return [DATA_OWNER, MODEL_OWNER] + [p.id for p in self.parties]
+        return list(OWNERS) + [p.id for p in self.parties]
 
     def io_rank(self, role: str) -> int:
         if role not in self.roles():
@@ -75,8 +79,8 @@ class ClusterConfig:
 
     def with_addresses(self, io: list[str], mpc: list[str]) -> "ClusterConfig":
         """The same config on other addresses (tests use free ports): `io` in I/O rank order, `mpc` per party."""
-        parties = tuple(dataclasses.replace(p, io_address=a, mpc_address=m) for p, a, m in zip(self.parties, io[2:], mpc))
-        return dataclasses.replace(self, data_owner=io[0], model_owner=io[1], parties=parties)
+        parties = tuple(dataclasses.replace(p, io_address=a, mpc_address=m) for p, a, m in zip(self.parties, io[len(OWNERS):], mpc))
+        return dataclasses.replace(self, data_owner=io[0], model_owner=io[1], dealer=io[2], parties=parties)
 
     def to_json(self) -> dict:
         enum_name = lambda v: v.name if hasattr(v, "name") else v
@@ -86,6 +90,7 @@ class ClusterConfig:
             "parties": [dataclasses.asdict(p) for p in self.parties],
             DATA_OWNER: {"address": self.data_owner},
             MODEL_OWNER: {"address": self.model_owner},
+            DEALER: {"address": self.dealer},
             "runtime_options": {k: enum_name(v) for k, v in self.runtime_options.items()},
             "link": {"connect_timeout_s": self.connect_timeout_s, "recv_timeout_s": self.recv_timeout_s},
         }
@@ -135,7 +140,7 @@ def _runtime_options(options: Any, where: str) -> dict[str, Any]:
 
 def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
     """Validate a config's JSON object (see the module doc); ConfigError names the first bad field."""
-    top = _object(raw, source, {"protocol", "parties", DATA_OWNER, MODEL_OWNER}, {"field", "runtime_options", "link", "comment"})
+    top = _object(raw, source, {"protocol", "parties", *OWNERS}, {"field", "runtime_options", "link", "comment"})
     protocol, field = top["protocol"], top.get("field", "fm64")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{source}: protocol: unknown {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
@@ -149,11 +154,11 @@ def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
     for i, p in enumerate(top["parties"]):
         where = f"{source}: parties[{i}]"
         _object(p, where, {"id", "mpc_address", "io_address"})
-        if not isinstance(p["id"], str) or not p["id"] or p["id"] in (DATA_OWNER, MODEL_OWNER):
-            raise ConfigError(f"{where}.id: expected a party name other than {DATA_OWNER}/{MODEL_OWNER}, got {p['id']!r}")
+        if not isinstance(p["id"], str) or not p["id"] or p["id"] in OWNERS:
+            raise ConfigError(f"{where}.id: expected a party name other than {'/'.join(OWNERS)}, got {p['id']!r}")
         parties.append(Party(p["id"], _address(p["mpc_address"], f"{where}.mpc_address"), _address(p["io_address"], f"{where}.io_address")))
     owners = {}
-    for role in (DATA_OWNER, MODEL_OWNER):
+    for role in OWNERS:
         owners[role] = _address(_object(top[role], f"{source}: {role}", {"address"})["address"], f"{source}: {role}.address")
     ids = [p.id for p in parties]
     if len(set(ids)) != len(ids):
@@ -169,7 +174,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{source}: link.{name}: expected a positive number of seconds, got {value!r}")
     return ClusterConfig(
-        protocol, field, tuple(parties), owners[DATA_OWNER], owners[MODEL_OWNER], options,
+        protocol, field, tuple(parties), owners[DATA_OWNER], owners[MODEL_OWNER], owners[DEALER], options,
         float(timeouts["connect_timeout_s"]), float(timeouts["recv_timeout_s"]), source,
     )
 

@@ -4,7 +4,7 @@ Each process is `secformer node --config FILE --party NAME` with its output in `
 supervisor polls them: the first to exit with an error (or be killed) ends the run, the others are
 terminated, and the error names that process and quotes the end of its log; a run past `timeout`
 seconds is ended the same way. So a party that never starts or dies mid-run cannot hang anyone.
-`LocalCluster` does the same for the benchmark harness, with this process as both owners.
+`LocalCluster` does the same for the benchmark harness, with this process as both owners and the dealer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import DATA_OWNER, MODEL_OWNER, load_config
+from .config import DATA_OWNER, DEALER, MODEL_OWNER, load_config
 from .roles import Driver
 
 POLL_S = 0.1
@@ -110,7 +110,7 @@ def launch_inference(
     config_path, text: str, *, text_pair=None, max_length: int = 64, model=None, approx_args=(), timeout: float = 900.0,
     log_dir=None, on_start=None,
 ) -> dict:
-    """Start all parties, the model owner and the data owner of `config_path` on this machine; return the
+    """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine; return the
     data owner's result (see `node.classify_text`) with "log_dir" added. `approx_args`: the model owner's
     approximation flags (e.g. ["--approx", "secformer"]); `on_start(supervisor)` is called once all started."""
     config = load_config(config_path)  # refuse a bad config before starting anything
@@ -121,6 +121,7 @@ def launch_inference(
         for party in config.parties:
             sup.start(party.id, node_command(config_path, party.id))
         sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *model_args, *approx_args, "--max-length", str(max_length)))
+        sup.start(DEALER, node_command(config_path, DEALER, *model_args, *approx_args, "--max-length", str(max_length)))
         pair = ["--text-pair", text_pair] if text_pair else []
         sup.start(DATA_OWNER, node_command(
             config_path, DATA_OWNER, "--text", text, *pair, "--max-length", str(max_length), *model_args, "--json", str(result_path)

@@ -1,15 +1,17 @@
-"""The processes of a cluster run: computing parties, the model owner, the data owner, and a driver that
-plays both owners for the benchmark harness.
+"""The processes of a cluster run: computing parties, the model owner, the data owner, the dealer, and a
+driver that plays the owners and the dealer for the benchmark harness.
 
 Who sees what: the model owner's weights and the data owner's one-hot tokens, token types and padding
 mask leave their owners only as secret shares, one per computing party; the compiled program (public:
 architecture, approximations, padded length) comes from the model owner; each party sends its shares
 of the outputs to the data owner alone, who reconstructs the logits.
 
-A job on the I/O link (ranks: 0 data owner, 1 model owner, 2 + i party i):
+A job on the I/O link (ranks: 0 data owner, 1 model owner, 2 dealer, 3 + i party i):
 1. model owner -> each party: {"kind": "job", "input_owners": [rank per program input], "receiver": rank}
    and the serialized executable;
-2. each input owner -> each party: {"kind": "shares", ...} with that party's shares of its inputs;
+2. each input owner -> each party: {"kind": "shares", ...} with that party's shares of its inputs (the
+   dealer's: the dealt randomness; the dealer receives nothing, it derives the public shapes from its own
+   arguments);
 3. each party runs the program on the MPC link, then -> receiver: its output shares and its SPU profile;
 4. model owner -> each party: the next job, or {"kind": "stop"}.
 Every failure is reported to the peers that wait on the failing process ({"kind": "abort"}); a process
@@ -28,11 +30,13 @@ import numpy as np
 import spu.api as spu_api
 import spu.libspu as libspu
 
+from ..program import owner
 from ..spu_runner import Cost, Program, capture_spu_log, parse_profile
 from . import wire
-from .config import DATA_OWNER, MODEL_OWNER, ClusterConfig
+from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
 
-DO_RANK, MO_RANK, FIRST_PARTY_RANK = 0, 1, 2
+DO_RANK, MO_RANK, DEALER_RANK, FIRST_PARTY_RANK = 0, 1, 2, 3
+_RANK_OF_OWNER = {MODEL_OWNER: MO_RANK, DEALER: DEALER_RANK}  # inputs of anyone else: the data owner's
 _PROFILE_LINES = ("- pphlo.", "Link details:")
 
 
@@ -137,7 +141,7 @@ def stop_parties(io, config: ClusterConfig) -> None:
 
 def run_model_owner(config: ClusterConfig, serve: Callable[[int], tuple[Program, list[np.ndarray], dict]], log: Callable[[str], None] = _log) -> None:
     """Model owner: wait for the data owner's request (its public padded length), then `serve(seq_len)`
-    gives (program, the weights as the program's leading inputs, public model facts for the data owner);
+    gives (program, the weights in the program's input order, public model facts for the data owner);
     send the job and the weight shares, and stop the parties once the data owner is done."""
     log(f"{MODEL_OWNER}: joining the I/O link at {config.model_owner}")
     io = wire.connect_io(config, MODEL_OWNER)
@@ -147,20 +151,47 @@ def run_model_owner(config: ClusterConfig, serve: Callable[[int], tuple[Program,
         log(f"{MODEL_OWNER}: request for {seq_len} tokens; compiling")
         program, weights, facts = serve(seq_len)
         wire.send(io, DO_RANK, {"kind": "model", **facts})
-        owners = [MO_RANK] * len(weights) + [DO_RANK] * (len(program.in_shapes) - len(weights))
+        owners = [_RANK_OF_OWNER.get(owner(name), DO_RANK) for name in program.names]
+        if owners.count(MO_RANK) != len(weights):
+            raise ValueError(f"the program takes {owners.count(MO_RANK)} weight arrays, the model owner has {len(weights)}")
         send_job(io, config, program, owners, receiver=DO_RANK)
         send_inputs(io, config, weights)
         log(f"{MODEL_OWNER}: weights shared ({sum(w.size for w in weights):,} values); waiting for the data owner")
         wire.recv(io, DO_RANK, DATA_OWNER)
         stop_parties(io, config)
+        wire.send(io, DEALER_RANK, {"kind": "stop"})
+        wire.recv(io, DEALER_RANK, DEALER)  # its bye
     except BaseException as e:
-        wire.abort(io, [DO_RANK] + _party_ranks(config), f"{MODEL_OWNER}: {e}")
+        wire.abort(io, [DO_RANK, DEALER_RANK] + _party_ranks(config), f"{MODEL_OWNER}: {e}")
+        raise
+
+
+def run_dealer(config: ClusterConfig, deal: Callable[[], list[np.ndarray]], log: Callable[[str], None] = _log) -> int:
+    """Dealer: join the I/O link, share `deal()` (the dealt inputs, in the program's input order) with the
+    computing parties, then wait for the model owner's stop (the one message it receives: no data) and answer
+    bye (leaving earlier, or after the model owner, breaks a peer's pending link traffic). What to deal follows from public facts given on its
+    command line (model architecture, approximations, padded length). Returns the number of values dealt."""
+    log(f"{DEALER}: joining the I/O link at {config.dealer}")
+    io = wire.connect_io(config, DEALER)
+    try:
+        values = deal()
+        if values:
+            send_inputs(io, config, values)
+        count = sum(v.size for v in values)
+        log(f"{DEALER}: dealt {count:,} values to {len(config.parties)} parties" if values else f"{DEALER}: nothing to deal for this program")
+        header, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+        if header["kind"] != "stop":
+            raise wire.PeerError(f"expected stop from {MODEL_OWNER}, got {header['kind']!r}")
+        wire.send(io, MO_RANK, {"kind": "bye"})  # the model owner leaves after this: no send of ours outlives a peer
+        return count
+    except BaseException as e:
+        wire.abort(io, _party_ranks(config), f"{DEALER}: {e}")
         raise
 
 
 def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[dict], list[np.ndarray]], log: Callable[[str], None] = _log) -> tuple[np.ndarray, Cost, dict]:
     """Data owner: ask for a `seq_len` program, build its secret inputs from the model's public facts
-    (`make_inputs(facts)`), share them, and reconstruct the outputs; returns (first output, cost, facts)."""
+    (`make_inputs(facts)`: every input not the model owner's, in the program's input order), share them, and reconstruct the outputs; returns (first output, cost, facts)."""
     log(f"{DATA_OWNER}: joining the I/O link at {config.data_owner}")
     io = wire.connect_io(config, DATA_OWNER)
     try:
@@ -177,7 +208,8 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
 
 
 class Driver:
-    """Both owners in this process (two I/O link endpoints), for running many programs through a cluster
+    """Both owners and the dealer in this process (three I/O link endpoints; the model owner's sends every
+    input), for running many programs through a cluster
     whose parties are already started: `run(program, *args)` returns (outputs, Cost) like
     `Simulation.run`. `close()` stops the parties."""
 
@@ -192,7 +224,7 @@ class Driver:
             except BaseException as e:  # surfaced below
                 errors.append(e)
 
-        threads = [threading.Thread(target=join, args=(r,)) for r in (DATA_OWNER, MODEL_OWNER)]
+        threads = [threading.Thread(target=join, args=(r,)) for r in (DATA_OWNER, MODEL_OWNER, DEALER)]
         for t in threads:
             t.start()
         for t in threads:
@@ -200,7 +232,7 @@ class Driver:
         if errors:
             raise errors[0]
         self._io = links[MODEL_OWNER]  # the data owner's endpoint only completes the mesh
-        self._idle = links[DATA_OWNER]
+        self._idle = (links[DATA_OWNER], links[DEALER])
         self._closed = False
 
     def run(self, program: Program, *args) -> tuple[Any, Cost]:

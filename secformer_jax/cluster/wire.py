@@ -23,6 +23,11 @@ SEND_RETRY_MS = (3, 500, 500, 2000)  # max_retry, first interval, increment, max
 CONNECT_ATTEMPT_S = 3.5
 
 
+# Every message this process received, as (sender, kind, bytes): what a process learns is what it receives, so
+# `secformer node` prints this ledger when it ends (tests assert who received what).
+RECEIVED: list[tuple[str, str, int]] = []
+
+
 class PeerError(RuntimeError):
     """A peer could not be reached, went silent, sent something malformed or reported its own failure."""
 
@@ -80,12 +85,14 @@ def recv(ctx: libspu.link.Context, src: int, peer: str) -> tuple[dict, list[byte
         raise PeerError(f"no message from {peer} within the receive timeout (did it stop?): {_first_line(e)}") from e
     if data[:4] != MAGIC or len(data) < 12:
         raise PeerError(f"malformed message from {peer}")
+    RECEIVED.append((peer, "?", len(data)))
     (n,) = struct.unpack("<Q", data[4:12])
     header = json.loads(data[12 : 12 + n])
     blobs, offset = [], 12 + n
     for size in header.pop("_blobs"):
         blobs.append(data[offset : offset + size])
         offset += size
+    RECEIVED[-1] = (peer, str(header.get("kind")), len(data))
     if header.get("kind") == "abort":
         raise PeerError(f"{peer} failed: {header.get('error', 'no reason given')}")
     return header, blobs

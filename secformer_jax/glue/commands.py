@@ -9,9 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ..approx import PRESETS, REGISTRY
-from ..linear import LINEAR_HELP, LINEAR_LAYERS
-from ..spu_runner import FIELDS, PROTOCOLS
+from ..approx import STUDENTS
+from ..cli_options import add_approx_options, add_run_options, approx_overrides
 from .tasks import TASKS
 
 COMMANDS = ("finetune", "distill", "eval", "accuracy-report")
@@ -44,7 +43,7 @@ def add_glue_commands(sub) -> None:
     _common(ds)
     _training(ds)
     ds.add_argument("--teacher", type=Path, required=True, help="the teacher's checkpoint directory (secformer finetune)")
-    ds.add_argument("--student", required=True, choices=["mpcformer", "secformer"])
+    ds.add_argument("--student", required=True, choices=list(STUDENTS))
     ds.add_argument("--stage1-epochs", type=float, default=1.0, help="layer-wise distillation epochs")
     ds.add_argument("--stage1-lr", type=float, default=5e-5)
     ds.add_argument("--stage2-epochs", type=float, default=1.0, help="prediction-layer distillation epochs")
@@ -54,13 +53,9 @@ def add_glue_commands(sub) -> None:
     ev = sub.add_parser("eval", help="GLUE dev metrics in plaintext with the approximations, and under SPU on a subset")
     _common(ev)
     ev.add_argument("--model", type=Path, required=True, help="a fine-tuned or distilled checkpoint directory")
-    ev.add_argument("--approx", choices=list(PRESETS), help="approximation preset (default: the one the checkpoint names)")
-    for op, impls in REGISTRY.items():
-        ev.add_argument(f"--{op}", choices=list(impls), help=f"override the preset's {op}")
+    add_approx_options(ev, default=None, help="approximation preset (default: the one the checkpoint names)")
     ev.add_argument("--spu-examples", type=int, default=0, help="also run this many evenly spaced dev examples under SPU")
-    ev.add_argument("--protocol", default="aby3", choices=list(PROTOCOLS))
-    ev.add_argument("--field", default="fm64", choices=list(FIELDS))
-    ev.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
+    add_run_options(ev)
     ev.add_argument("--max-examples", type=int, help="evaluate only the first N dev examples")
 
     rp = sub.add_parser("accuracy-report", help="render the accuracy table from `secformer eval --json` files")
@@ -104,12 +99,11 @@ def run_glue(args, argv: list[str]) -> dict:
     else:
         from .evaluate import evaluate
 
-        overrides = {op: getattr(args, op) for op in REGISTRY if getattr(args, op) is not None}
         out = evaluate(args.task, args.model, args.approx, args.max_length, args.glue_dir, args.spu_examples,
-                       args.protocol, args.field, args.max_examples, overrides, args.linear)
-    from ..bench.report import run_meta
+                       args.protocol, args.field, args.max_examples, approx_overrides(args), args.linear)
+    from ..provenance import run_meta
 
-    meta = run_meta([])
+    meta = run_meta()
     out = {"command": "secformer " + shlex.join(argv)} | {k: meta[k] for k in ("date", "machine", "commit")} | out
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +123,8 @@ def print_glue(args, out: dict) -> None:
         print(f"saved {args.out} ({out['train_examples']} training examples; evaluate with --approx {out['evaluate_with']})")
     else:
         fmt = lambda m: ", ".join(f"{k} {v:.4f}" for k, v in m.items())
-        print(f"{out['task']} dev ({out['examples']} examples), {out['preset']} {out['approx']}, plaintext: {fmt(out['metrics'])}")
+        print(f"{out['task']} {out['data']['split']} ({out['examples']} examples of {out['data']['source']})")
+        print(f"{out['preset']} {out['approx']}, plaintext: {fmt(out['metrics'])}")
         g = out["gelu_inputs"]
         print(f"GeLU inputs on real tokens: [{g['min']:.2f}, {g['max']:.2f}]" + ("" if g["domain"] is None else f" (the GeLU's domain: |x| <= {g['domain']:g})"))
         if g["inside"] is False:

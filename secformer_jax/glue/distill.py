@@ -1,6 +1,8 @@
 """Distillation of an MPC-friendly student from a fine-tuned teacher (MPCFormer's recipe, SPEC.md section 1).
 
-The student has the teacher's architecture and starts from its weights; only its nonlinearities differ:
+The student has the teacher's architecture and starts from its weights; only its nonlinearities differ.
+The students are the presets that change the function computed (`approx.STUDENTS`), each trained with
+`PRESETS[name].training()` (every protocol replaced by the function it evaluates) and evaluated with its preset:
 
 - `mpcformer`: Quad GeLU (0.125 x^2 + 0.25 x + 0.5) and 2Quad softmax, exact LayerNorm;
 - `secformer`: GeLU kept and 2Quad softmax. It is trained with the exact GeLU and LayerNorm; at inference
@@ -21,18 +23,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from ..approx import PRESETS, ApproxSet
-from ..checkpoint import load_checkpoint
+from ..approx import PRESETS, STUDENTS
+from ..checkpoint import load_checkpoint, read_metadata
 from ..model import BertForSequenceClassification
-from .finetune import STATE_DIR, apply_model, prepare_out, read_metadata, save_run, training_data
+from .finetune import STATE_DIR, apply_model, prepare_out, save_run, training_data
 from .loop import Hyper, fit
 from .tasks import get_task
 
-# What each student is trained with, and the preset it is evaluated with (SPU and plaintext).
-STUDENTS: dict[str, tuple[ApproxSet, str]] = {
-    "mpcformer": (ApproxSet("quad", "2quad", "exact"), "mpcformer"),
-    "secformer": (ApproxSet("exact", "2quad", "exact"), "secformer"),
-}
 
 
 def _masked_mse(student, teacher, mask):
@@ -70,6 +67,7 @@ def distill(task_name: str, teacher_dir: str | Path, student: str, out: str | Pa
     to `out` and return its metadata (both stages' histories). Each stage resumes on its own."""
     if student not in STUDENTS:
         raise ValueError(f"unknown student {student!r}; choose one of: {', '.join(STUDENTS)}")
+    approx, evaluate_with = PRESETS[student].training(), student  # trained with, evaluated with (SPU and plaintext)
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     task, out = get_task(task_name), Path(out)
@@ -82,7 +80,6 @@ def distill(task_name: str, teacher_dir: str | Path, student: str, out: str | Pa
         raise ValueError(f"{teacher_dir} has no classifier: fine-tune a teacher first (secformer finetune)")
     if teacher.config.num_labels != task.num_labels:
         raise ValueError(f"the teacher has {teacher.config.num_labels} outputs, {task.name} needs {task.num_labels}")
-    approx, evaluate_with = STUDENTS[student]
     data = training_data(teacher, task, max_length, max_train, glue_dir, stage1.seed)
     teacher_model = BertForSequenceClassification(teacher.config, PRESETS["plaintext"])
     student_model = BertForSequenceClassification(teacher.config, approx)

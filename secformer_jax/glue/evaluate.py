@@ -17,20 +17,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..approx import resolve_approx
-from ..checkpoint import load_checkpoint
-from ..inference import Encoded, PrivateClassifier, logits_fn
+from ..checkpoint import load_checkpoint, read_metadata
+from ..inference import Encoded, PrivateClassifier, classifier_builder
 from ..model import BertForSequenceClassification
+from ..program import privacy
 from .batches import Tokenized, bucket, eval_batches, tokenize
-from .finetune import read_metadata
 from .tasks import compute_metrics, get_task, predictions, read_task
 
 
 def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> np.ndarray:
     """Logits [N, num_labels] of every example, in plain JAX under `approx`, in the examples' order."""
-    fn = jax.jit(logits_fn(checkpoint.config, approx))
+    fn = jax.jit(classifier_builder(checkpoint.config, approx).function())
     out = np.zeros((len(data), checkpoint.config.num_labels), np.float32)
     for batch in tqdm(list(eval_batches(data, batch_size)), desc="plaintext dev", unit="batch", leave=False):
-        logits = np.asarray(fn(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids))
+        logits = np.asarray(fn({"params": checkpoint.params, "words": batch.input_ids, "mask": batch.attention_mask, "types": batch.token_type_ids}))
         real = batch.index >= 0
         out[batch.index[real]] = logits[real]
     return out
@@ -51,7 +51,7 @@ def gelu_inputs(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> di
         return jax.numpy.where(real, xs, jax.numpy.inf).min(), jax.numpy.where(real, xs, -jax.numpy.inf).max()
 
     lo, hi = np.inf, -np.inf
-    for batch in eval_batches(data, batch_size):
+    for batch in tqdm(list(eval_batches(data, batch_size)), desc="GeLU input range", unit="batch", leave=False):
         b_lo, b_hi = extremes(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids)
         lo, hi = float(np.minimum(lo, b_lo)), float(np.maximum(hi, b_hi))  # NaN (overflow) propagates
     domain = approx.gelu_domain
@@ -121,7 +121,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
     out = {
         "task": task.name, "model": str(model_dir), "preset": preset, "approx": approx.to_dict(),
         "role": metadata.get("role"), "method": metadata.get("method"), "max_length": max_length,
-        "examples": len(data), "truncated_examples": data.truncated,
+        "examples": len(data), "truncated_examples": data.truncated, "data": {"split": "dev", "source": examples.source},
         "metrics": compute_metrics(task, preds, examples.labels), "main_metric": task.metrics[0],
         "plaintext_seconds": time.perf_counter() - start, "gelu_inputs": gelu_inputs(checkpoint, approx, data),
         "training": {k: metadata[k] for k in ("train_examples", "seconds", "evaluate_with", "trained_with") if k in metadata},
@@ -134,6 +134,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         labels = examples.labels[index]
         out["spu"] = {
             "protocol": protocol, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
+            **privacy(protocol, approx.needs_correlation or linear_layers == "fixed-mask"),
             "metrics": compute_metrics(task, spu_preds, labels),
             "plaintext_metrics": compute_metrics(task, plain_preds, labels),
             "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),

@@ -17,13 +17,12 @@ import numpy as np
 import optax
 
 from ..approx import PRESETS, ApproxSet
-from ..checkpoint import DEFAULT_PACKAGE, Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
+from ..checkpoint import DEFAULT_PACKAGE, METADATA, Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
 from ..model import BertForSequenceClassification
 from .batches import Tokenized, tokenize
 from .loop import Hyper, discard_state, fit
 from .tasks import TaskSpec, get_task, read_task
 
-METADATA = "secformer.json"
 STATE_DIR = "train_state"
 
 
@@ -54,12 +53,6 @@ def training_data(checkpoint: Checkpoint, task: TaskSpec, max_length: int, max_t
         if max_train < len(examples):
             examples = examples.take(np.sort(np.random.default_rng(seed).permutation(len(examples))[:max_train]))
     return tokenize(checkpoint.tokenizer, examples, max_length)
-
-
-def read_metadata(model_dir: str | Path) -> dict:
-    """A checkpoint's `secformer.json` ({} for checkpoints made elsewhere)."""
-    path = Path(model_dir) / METADATA
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def prepare_out(out: Path, restart: bool) -> None:

@@ -111,7 +111,7 @@ def fit(loss_fn: LossFn, params, aux, data: Tokenized, hyper: Hyper, state_dir: 
 
     key = jax.random.PRNGKey(hyper.seed)
     start, epoch_losses = time.perf_counter(), []
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+    bar = None  # opened after the first step, whose compilation would distort its time estimate
     try:
         while step < total:
             epoch, offset = divmod(step, per_epoch)
@@ -122,7 +122,11 @@ def fit(loss_fn: LossFn, params, aux, data: Tokenized, hyper: Hyper, state_dir: 
                 params, opt_state, loss = train_step(params, opt_state, aux, batch, jax.random.fold_in(key, step))
                 step += 1
                 epoch_losses.append(float(loss))
-                bar.update(1)
+                if bar is None:
+                    tqdm.write(f"{desc}: compiled and ran the first step in {time.perf_counter() - start:.1f} s")
+                    bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+                else:
+                    bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(epoch_losses[-50:]):.4f}")
                 if step % save_every == 0 and step < total:
                     history["seconds"] += time.perf_counter() - start
@@ -136,7 +140,8 @@ def fit(loss_fn: LossFn, params, aux, data: Tokenized, hyper: Hyper, state_dir: 
             save()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     history["seconds"] += time.perf_counter() - start
     if "final_loss" not in history:
         history["final_loss"] = mean_loss(loss_fn, params, aux, data, hyper.batch_size)

@@ -57,6 +57,7 @@ class Examples:
     text_a: list[str]
     text_b: list[str] | None
     labels: np.ndarray  # int32 [N] or float32 [N]
+    source: str = ""  # the file read, and the rows taken from it when a subset: which data a result was computed on
 
     def __len__(self) -> int:
         return len(self.text_a)
@@ -66,6 +67,7 @@ class Examples:
         return Examples(
             self.task, [self.text_a[i] for i in index],
             None if self.text_b is None else [self.text_b[i] for i in index], self.labels[np.asarray(index, int)],
+            self.source if index == list(range(len(self))) else f"{self.source} ({len(index)} of its {len(self)} rows)",
         )
 
 
@@ -126,7 +128,7 @@ def read_task(name: str, split: str, glue_dir: str | Path | None = None) -> Exam
     if not text_a:
         raise ValueError(f"{path} holds no examples")
     dtype = np.float32 if task.regression else np.int32
-    return Examples(task, text_a, text_b, np.asarray(labels, dtype))
+    return Examples(task, text_a, text_b, np.asarray(labels, dtype), str(path.resolve()))
 
 
 def predictions(task: TaskSpec, logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""The one place a program opens a value: `reveal` (SPU's `spu.experimental.reveal`), which can also record
+what it opens, so tests check the values the compiled program really opens rather than a rebuilt copy.
+
+Recording is a trace-time side effect: inside `recording()`, every value opened while a function is traced
+is appended to the yielded list (as the traced value); `ProgramBuilder.function(record_openings=True)`
+returns them as extra outputs, reinterpreted as int32 (the low 32 bits of each opened ring value).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import jax
+import jax.numpy as jnp
+
+_recorders: list[list] = []
+
+
+def reveal(x):
+    """Open `x` to every computing party (one round). SPU only."""
+    from spu.experimental import reveal as spu_reveal
+
+    opened = spu_reveal(x)
+    for recorder in _recorders:
+        recorder.append(opened)
+    return opened
+
+
+@contextmanager
+def recording():
+    """Collect the values `reveal` opens while tracing the body."""
+    recorder: list = []
+    _recorders.append(recorder)
+    try:
+        yield recorder
+    finally:
+        _recorders.remove(recorder)
+
+
+def low_words(values: list) -> tuple:
+    """Each opened value as int32 words (its ring value's low 32 bits; a fixed-point value's encoding)."""
+    return tuple(v if v.dtype == jnp.int32 else jax.lax.bitcast_convert_type(v, jnp.int32) for v in values)

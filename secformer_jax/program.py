@@ -1,0 +1,254 @@
+"""The private program, assembled in one place: named inputs, where each comes from, the dealer, the
+compatibility checks, and compilation.
+
+A private run of a Flax module (the BERT classifier, or one of its pieces for the benchmark) is one SPU
+program of one dict of named inputs, each with one owner:
+
+| input                              | owner       | visibility | how often                                    |
+| ---------------------------------- | ----------- | ---------- | -------------------------------------------- |
+| `params`                           | model owner | secret     | per model (sent again with every run here)   |
+| `words`, `mask`, `types` (data)    | data owner  | secret     | per inference                                |
+| `correlation`                      | dealer      | secret     | fresh per inference (protocol GeLU)          |
+| `linear`                           | dealer      | secret     | B once per model; A and C fresh per inference|
+| `linear_public`                    | nobody      | public     | once per model (E = W - B and 2^16 units)    |
+
+Where the dealt randomness and the fixed masks go is read off the module itself (`trace_sites`): every
+product with a fixed weight is a `model.Dense` or `model.WordEmbed` call, products called on the same
+input share one opening (Q, K and V), and every `BertIntermediate` reads one GeLU correlation. Nothing
+restates the architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import spu.libspu as libspu
+
+from . import linear
+from .approx import ApproxSet, sine
+from .model import BertIntermediate, Dense, WordEmbed
+from .openings import low_words, recording
+from .randomness import Dealer
+from .spu_runner import FIELDS, PROTOCOLS, SPU_COMPILER_OPTIONS, Program, Simulation, compile_named
+
+MODEL_OWNER, DATA_OWNER, DEALER, PUBLIC = "model_owner", "data_owner", "dealer", "public"
+DEALT = ("correlation", "linear")  # the dealer's inputs
+INPUT_OWNERS = {"params": MODEL_OWNER, "correlation": DEALER, "linear": DEALER, "linear_public": PUBLIC}  # else: data owner
+
+
+def owner(name: str) -> str:
+    """Who provides the input `name` (module doc's table): data inputs are the data owner's."""
+    return INPUT_OWNERS.get(name, DATA_OWNER)
+
+
+def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> None:
+    """The one compatibility check of protocol x field x linear layers x approximation (ValueError); the
+    protocol's part only when `protocol` is given."""
+    settings = (("field", field, FIELDS), ("linear layers", linear_layers, linear.LINEAR_LAYERS))
+    for kind, value, known in settings + ((("protocol", protocol, PROTOCOLS),) if protocol is not None else ()):
+        if value not in known:
+            raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(known)}")
+    if approx.needs_correlation:
+        sine.check_field(field)
+    if linear_layers == "fixed-mask":
+        linear.check_field(field)
+        if protocol is not None:
+            linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
+
+
+SIMULATION_DEALER = "in-process (simulation)"
+
+
+def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER) -> dict:
+    """What a run may claim (semi-honest parties): {"private", "private_why", "dealer"} for `protocol`, with
+    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process")."""
+    if protocol == "semi2k":
+        why = ("SPU 0.9.5's SEMI2K takes its Beaver triples from the trusted-first-party provider: party 0 generates "
+               "them and can unmask every product's inputs (the wheel has a trusted-third-party client but no server)")
+        private = False
+    elif dealt and dealer == "data owner":
+        private, why = False, "the data owner deals the GeLU masks: with any one computing party it recovers every layer's GeLU input"
+    else:
+        kind = {"aby3": "3PC replicated sharing (honest majority)", "cheetah": "2PC without a dealer (OT/HE)"}.get(protocol, protocol)
+        why = f"{kind}: no single computing party learns an input or the output"
+        private = True
+        if dealt:
+            why += "; the dealt masks come from a dealer that sees no share and colludes with no party"
+    return {"private": private, "private_why": why, "dealer": dealer if dealt else None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sites:
+    """Where a module, called on inputs of given shapes, takes fixed-mask products and dealt GeLU
+    randomness: the product sites (`linear.Site`) and the (path, GeLU input shape) of each protocol GeLU."""
+
+    products: tuple[linear.Site, ...]
+    gelu: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]
+
+
+def trace_sites(module: nn.Module, *data) -> Sites:
+    """Read `Sites` off `module` by tracing its initialisation on `data` (arrays or ShapeDtypeStructs; no
+    computation): each `Dense` / `WordEmbed` call on a float input is a product (module path, kernel name,
+    its `scale`), consecutive calls on the same input value share one opening, at their common parent (the
+    module that opens it, as `BertSelfAttention` does for Q, K and V); each `BertIntermediate` call is a GeLU."""
+    calls: list = []  # (input, path, kernel name, scale)
+    gelu: list = []
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module_ = context.module
+        if context.method_name == "__call__":
+            if isinstance(module_, (Dense, WordEmbed)) and jnp.issubdtype(args[0].dtype, jnp.floating):
+                name = "kernel" if isinstance(module_, Dense) else "embedding"
+                calls.append((args[0], tuple(module_.path), name, float(kwargs.get("scale", 1.0))))
+            elif isinstance(module_, BertIntermediate):
+                gelu.append((tuple(module_.path), tuple(out.shape)))
+        return out
+
+    def init():
+        with nn.intercept_methods(record):
+            return module.init(jax.random.PRNGKey(0), *(jnp.zeros(d.shape, d.dtype) for d in data))
+
+    jax.eval_shape(init)
+    products, i = [], 0
+    while i < len(calls):
+        j = i + 1
+        while j < len(calls) and calls[j][0] is calls[i][0]:
+            j += 1
+        group = calls[i:j]
+        paths = [path for _, path, _, _ in group]
+        opener = paths[0] if len(group) == 1 else paths[0][: len(paths[0]) - 1]
+        if any(p[:-1] != opener for p in paths[1:]) and len(group) > 1:
+            raise ValueError(f"products sharing one input are not siblings: {paths}")
+        scales = tuple(s for *_, s in group)
+        products.append(linear.Site(opener, tuple(group[0][0].shape), tuple((p, n) for _, p, n, _ in group),
+                                    scales if any(s != 1.0 for s in scales) else ()))
+        i = j
+    return Sites(tuple(products), tuple(gelu))
+
+
+def deal_correlation(sites: Sites, approx: ApproxSet, dealer: Dealer | None = None) -> dict | None:
+    """The "correlation" collection: one `sine.SineCorrelation` per protocol GeLU, fresh from `dealer` (stream
+    "gelu/<module path>"), or its shapes only with `dealer` None (for compiling). None when the GeLU needs none."""
+    spec = approx.correlation_spec
+    if spec is None:
+        return None
+    tree: dict = {}
+    for path, shape in sites.gelu:
+        value = sine.dealer(shape, dealer.stream("gelu/" + "/".join(path)), spec) if dealer is not None else sine.correlation_shapes(shape, spec)
+        linear.set_path(tree, path + ("gelu",), value)
+    return tree
+
+
+def offline_bytes(simulation: Simulation, dealt: dict) -> int:
+    """Bytes the dealer sends per inference: shares of every correlation value and of the fixed-mask
+    products' fresh A and C (B is the setup's)."""
+    leaves = []
+    if dealt.get("correlation") is not None:
+        leaves += jax.tree_util.tree_leaves(dealt["correlation"])
+    if dealt.get("linear") is not None:
+        leaves += linear.fresh_leaves(dealt["linear"])
+    return simulation.share_bytes(leaves) if leaves else 0
+
+
+class ProgramBuilder:
+    """Builds the private program of `module` called as `module(*data)` with the approximations `approx`:
+    sites (traced, per input shape), the dealer's inputs, the named inputs, the compiled program (cached per
+    input structure and shapes), and the same function in plain JAX.
+
+    `data_names`: the module's positional inputs, in order (the data owner's); `output`: picks what the
+    program returns from the module's output (e.g. the logits)."""
+
+    def __init__(self, module: nn.Module, data_names: tuple[str, ...], approx: ApproxSet, field: str = "fm64",
+                 linear_layers: str = "spu", output: Callable[[Any], Any] | None = None, name: str = "program"):
+        check_settings(approx, field, linear_layers)
+        self.module, self.data_names, self.approx = module, tuple(data_names), approx
+        self.field, self.linear_layers, self.output, self.name = field, linear_layers, output, name
+        self._sites: dict = {}
+        self._programs: dict = {}
+
+    def check(self, protocol: str) -> None:
+        """Refuse `protocol` where it cannot run these settings (ValueError)."""
+        check_settings(self.approx, self.field, self.linear_layers, protocol)
+
+    def sites(self, data: dict) -> Sites:
+        """The module's sites for inputs shaped like `data` (cached per shapes)."""
+        key = tuple((n, np.shape(data[n]), np.dtype(data[n].dtype).name) for n in self.data_names)
+        if key not in self._sites:
+            self._sites[key] = trace_sites(self.module, *(jax.ShapeDtypeStruct(np.shape(data[n]), data[n].dtype) for n in self.data_names))
+        return self._sites[key]
+
+    def setup(self, params: dict, protocol: str, dealer: Dealer, data: dict) -> linear.FixedMasks | None:
+        """Once per model and protocol: the fixed masks of the products `linear.prefers_mask` under `protocol`
+        (None with SPU's own products). `data`: example inputs (their shapes locate the products)."""
+        self.check(protocol)
+        if self.linear_layers == "spu":
+            return None
+        return linear.setup_masks(params, list(self.sites(data).products), protocol, dealer)
+
+    def deal(self, data: dict, masks: linear.FixedMasks | None, dealer: Dealer | None = None) -> dict:
+        """The dealer's inputs of one run on inputs shaped like `data`: {"correlation", "linear"} (those
+        needed), fresh from `dealer` (a new `randomness.Dealer()` per run); with `dealer` None, shapes only
+        (for compiling)."""
+        sites = self.sites(data)
+        dealt = {}
+        correlation = deal_correlation(sites, self.approx, dealer)
+        if correlation is not None:
+            dealt["correlation"] = correlation
+        if masks is not None:
+            dealt["linear"] = masks.deal(list(sites.products), dealer)
+        return dealt
+
+    def inputs(self, params: dict, data: dict, masks: linear.FixedMasks | None = None, dealt: dict | None = None) -> dict:
+        """The program's named inputs: the weights (without the masked kernels), the data, the dealt values
+        and the public masked weights."""
+        unknown = set(data) - set(self.data_names)
+        if unknown or len(data) != len(self.data_names):
+            raise ValueError(f"data inputs {sorted(data)} do not match the module's {list(self.data_names)}")
+        named = {"params": masks.strip(params) if masks is not None else params, **data, **(dealt or {})}
+        if masks is not None:
+            named["linear_public"] = masks.public
+        return named
+
+    def function(self, record_openings: bool = False) -> Callable[[dict], Any]:
+        """inputs -> output: the module applied to named inputs (plain JAX; what SPU compiles). Without dealt
+        inputs a protocol GeLU computes its reference, and the products are the plain ones. With
+        `record_openings` (SPU only): (output, every value the program opens, as int32 words), for tests."""
+
+        def run(inputs: dict):
+            variables = {"params": inputs["params"]}
+            for collection in ("correlation", "linear", "linear_public"):
+                if inputs.get(collection) is not None:
+                    variables[collection] = inputs[collection]
+            out = self.module.apply(variables, *(inputs[n] for n in self.data_names))
+            return self.output(out) if self.output else out
+
+        def run_recording(inputs: dict):
+            with recording() as opened:
+                out = run(inputs)
+            return out, low_words(opened)
+
+        return run_recording if record_openings else run
+
+    def compile(self, inputs: dict, record_openings: bool = False) -> tuple[Program, bool]:
+        """The compiled program for inputs shaped like `inputs` (arrays or ShapeDtypeStructs); `linear_public`
+        is public, the rest secret. Returns (program, whether it was compiled now)."""
+        leaves, tree = jax.tree_util.tree_flatten(inputs)
+        key = (tree, tuple((np.shape(a), np.dtype(a.dtype).name) for a in leaves), record_openings)
+        if key in self._programs:
+            return self._programs[key], False
+        copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
+        public = tuple(n for n in inputs if owner(n) == PUBLIC)
+        self._programs[key] = compile_named(self.function(record_openings), inputs, public, copts=copts, name=self.name)
+        return self._programs[key], True
+
+    def shapes(self, params: dict, data: dict, masks: linear.FixedMasks | None) -> dict:
+        """`inputs` as ShapeDtypeStructs for compiling without dealing (masked weights as they are: public)."""
+        named = self.inputs(params, data, masks, self.deal(data, masks))
+        shaped = lambda a: a if isinstance(a, jax.ShapeDtypeStruct) else jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+        return {k: (v if k == "linear_public" else jax.tree_util.tree_map(shaped, v)) for k, v in named.items()}
