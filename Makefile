@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 TEXT ?= a gripping, beautifully made film
+MAX_LENGTH ?= 32
 
 .PHONY: setup demo test
 setup: $(VENV)/.installed
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/secformer infer --text "$(TEXT)" --protocol aby3 --approx secformer
+	$(VENV)/bin/secformer infer --text "$(TEXT)" --protocol aby3 --approx secformer --max-length $(MAX_LENGTH)
 
 test: setup
 	$(PY) -m pytest -q

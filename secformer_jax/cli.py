@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def infer(args) -> dict:
-    from .inference import PrivateClassifier, encode, load_classifier
+    from .inference import PrivateClassifier, encode
+    from .sentiment_head import load_classifier
     from .program import privacy
 
     from .checkpoint import read_metadata

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import linear
 from .approx import ApproxSet
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
 from .model import BertForSequenceClassification
 from .program import ProgramBuilder, offline_bytes
 from .randomness import Dealer
@@ -58,24 +58,6 @@ def encode(tokenizer, text: str, text_pair: str | None = None, max_length: int =
         enc["token_type_ids"].astype(np.int32),
         tokens,
     )
-
-
-def load_classifier(model_dir, approx: ApproxSet, max_length: int, log=lambda message: None) -> tuple[Checkpoint, dict | None]:
-    """The checkpoint at `model_dir` (None: the embedded MiniLM) ready to classify `max_length` tokens. An
-    encoder without a classifier gets the SST-2 sentiment head fitted under `approx` (returned as the
-    second value: its provenance; None when the checkpoint has its own classifier)."""
-    from .sentiment_head import attach_sentiment_head
-
-    checkpoint = load_checkpoint(model_dir)
-    limit = checkpoint.config.max_position_embeddings
-    if max_length > limit:
-        raise ValueError(f"--max-length {max_length} exceeds the model's {limit} positions")
-    head = None
-    if not checkpoint.has_classifier:
-        log(f"{checkpoint.path} has no classifier: using a sentiment head fitted on SST-2 (frozen encoder, these approximations)")
-        head = attach_sentiment_head(checkpoint, approx, max_length=max_length)
-        log(f"  head: SST-2 dev accuracy {head['dev_accuracy']:.3f} in plaintext ({'cached' if head['cached'] else 'fitted now'})")
-    return checkpoint, head
 
 
 def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> tuple[np.ndarray, ...]:

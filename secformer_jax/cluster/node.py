@@ -30,7 +30,8 @@ from .roles import _log, run_data_owner, run_dealer, run_model_owner, run_party
 
 def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -> None:
     """The model owner's side of one inference."""
-    from ..inference import PrivateClassifier, load_classifier
+    from ..inference import PrivateClassifier
+    from ..sentiment_head import load_classifier
 
     def serve(seq_len: int):
         checkpoint, head = load_classifier(model_dir, approx, seq_len, log)
