@@ -13,6 +13,7 @@ from secformer_jax.bench.report import save
 from secformer_jax.inference import classifier_builder
 from secformer_jax.model import Dense
 from secformer_jax.program import ProgramBuilder
+from secformer_jax.randomness import Dealer
 from secformer_jax.spu_runner import Simulation, compile_program
 
 from conftest import tiny_config, tiny_params
@@ -49,12 +50,12 @@ def _dense(rng, n=64, m=256):
 def test_the_dealer_masks_the_weight_and_deals_fresh_products():
     rng = np.random.default_rng(1)
     params = _dense(rng, 8, 4)
-    masks = linear.setup_masks(params, [SITE], "semi2k", rng)
+    masks = linear.setup_masks(params, [SITE], "semi2k", Dealer())
     e = ring_value(*masks.public["dense"]["kernel"])
     b = masks.weight_masks[("dense",)]
     w = np.round(params["dense"]["kernel"].astype(np.float64) * 2**16).astype(np.int64).astype(U64)
     assert (e + b == w).all() and masks.public["dense"]["unit"] == 2**16
-    first, second = masks.deal([SITE], rng), masks.deal([SITE], rng)
+    first, second = masks.deal([SITE], Dealer()), masks.deal([SITE], Dealer())
     for dealt in (first, second):
         a, product = ring_value(*dealt["dense"]["input"]), dealt["dense"]["kernel"]
         assert (ring_value(product.b_hi, product.b_lo) == b).all()
@@ -70,8 +71,8 @@ def test_a_masked_product_under_spu(protocol, per_input, per_output):
     rng = np.random.default_rng(2)
     params, x = _dense(rng)["dense"], rng.normal(0, 1, (1, 32, 64)).astype(np.float32)
     builders = {layers: ProgramBuilder(Dense(256), ("x",), PRESETS["plaintext"], linear_layers=layers) for layers in linear.LINEAR_LAYERS}
-    masks = builders["fixed-mask"].setup(params, protocol, rng, {"x": x})
-    inputs = builders["fixed-mask"].inputs(params, {"x": x}, masks, builders["fixed-mask"].deal({"x": x}, masks, rng))
+    masks = builders["fixed-mask"].setup(params, protocol, Dealer(), {"x": x})
+    inputs = builders["fixed-mask"].inputs(params, {"x": x}, masks, builders["fixed-mask"].deal({"x": x}, masks, Dealer()))
     assert "kernel" not in inputs["params"]  # the model owner does not send a masked kernel
     sim = Simulation(protocol)
     out, cost = sim.run(builders["fixed-mask"].compile(inputs)[0], inputs)
@@ -93,10 +94,10 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
     data = {"words": np.eye(config.vocab_size, dtype=np.float32)[ids], "mask": np.ones((1, 8), np.float32), "types": np.eye(2, dtype=np.float32)[np.zeros_like(ids)]}
     builder, own_builder = (classifier_builder(config, approx, linear_layers=layers) for layers in ("fixed-mask", "spu"))
     plain = np.asarray(jax.jit(builder.function())({"params": params, "words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}))
-    masks = builder.setup(params, "semi2k", rng, data)
+    masks = builder.setup(params, "semi2k", Dealer(), data)
     assert len(masks.sites) == 2 + 4 * config.num_hidden_layers + 1  # every product in SEMI2K
     sim = Simulation("semi2k")
-    inputs = builder.inputs(params, data, masks, builder.deal(data, masks, rng))
+    inputs = builder.inputs(params, data, masks, builder.deal(data, masks, Dealer()))
     masked, cost = sim.run(builder.compile(inputs)[0], inputs)
     own_inputs = own_builder.inputs(params, data)
     own, own_cost = sim.run(own_builder.compile(own_inputs)[0], own_inputs)
@@ -142,7 +143,7 @@ def test_the_opened_input_is_spread_over_the_ring_whatever_x_is():
 
     rng = np.random.default_rng(4)
     x = np.concatenate([np.full(3000, -6.0), np.full(3000, 0.5), np.linspace(-8, 8, 3000)]).astype(np.float32)[None]
-    a = linear.InputMask(*linear.to_words(rng.integers(0, 2**64 - 1, x.shape, dtype=U64, endpoint=True)))
+    a = linear.InputMask(*linear.to_words(Dealer().stream("A").uint64(x.shape)))
     fn = lambda unit, x, a: jax.lax.bitcast_convert_type(linear.open_input(x, a, unit), x.dtype)
     args = (np.int32(1 << 16), x, a)
     opened, _ = Simulation("semi2k").run(compile_program(fn, *args, public_args=(0,)), *args)

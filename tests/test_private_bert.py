@@ -17,8 +17,14 @@ def classifiers(tiny_checkpoint):
     return ckpt, {name: PrivateClassifier(ckpt, approx) for name, approx in PRESETS.items()}
 
 
-@pytest.mark.parametrize("protocol", ["semi2k", "cheetah", "aby3"])
-@pytest.mark.parametrize("preset", list(PRESETS))
+# every preset under ABY3 and the secformer preset under each protocol by default; the rest of the matrix is slow
+MATRIX = [
+    pytest.param(preset, protocol, marks=() if protocol == "aby3" or preset == "secformer" else pytest.mark.slow)
+    for protocol in ("semi2k", "cheetah", "aby3") for preset in PRESETS
+]
+
+
+@pytest.mark.parametrize("preset, protocol", MATRIX)
 def test_spu_matches_plaintext(classifiers, preset, protocol):
     ckpt, by_preset = classifiers
     result = by_preset[preset](encode(ckpt.tokenizer, TEXT, max_length=16), protocol)

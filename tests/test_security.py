@@ -63,7 +63,7 @@ def tiny_classifier(tiny_checkpoint):
     return ckpt, encode(ckpt.tokenizer, "a gripping, beautifully made film", max_length=16)
 
 
-@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+@pytest.mark.parametrize("protocol", ["semi2k", pytest.param("aby3", marks=pytest.mark.slow)])  # SEMI2K masks every product
 def test_every_opening_of_a_private_bert_is_uniform_and_fresh(tiny_classifier, protocol):
     """A tiny BERT with fixed-mask products and the secformer preset: every value the program opens (the
     one-hot words, each layer's product inputs and GeLU inputs) is uniform on the ring, and two runs on the
