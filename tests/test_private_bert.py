@@ -31,7 +31,10 @@ def test_spu_matches_plaintext(classifiers, preset, protocol):
     scale = float(np.abs(result.plaintext_logits).max())
     assert np.isfinite(result.logits).all()
     assert result.max_abs_error <= 0.02 + 0.02 * scale, (result.logits, result.plaintext_logits)
-    assert result.cost.send_bytes > 0 and result.cost.by_op
+    # the per-op profile accounts for every byte and message the parties sent
+    by_op = result.cost.by_op.values()
+    assert result.cost.send_bytes > 0 and sum(op.send_bytes for op in by_op) == result.cost.send_bytes
+    assert sum(op.send_actions for op in by_op) == result.cost.send_actions
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

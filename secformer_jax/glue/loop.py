@@ -95,6 +95,7 @@ def fit(loss_fn: LossFn, params, aux, data: Tokenized, hyper: Hyper, state_dir: 
         params, opt_state, step, history = restored["params"], restored["opt_state"], saved["step"], saved["history"]
         history["resumed_from"] = step
     if history is None:
+        tqdm.write(f"{desc}: the initial loss on up to 256 examples (compiles the loss first)")
         history = {"settings": settings, "initial_loss": mean_loss(loss_fn, params, aux, data, hyper.batch_size),
                    "epoch_loss": [], "seconds": 0.0, "resumed_from": None}
 
