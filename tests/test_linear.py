@@ -107,8 +107,8 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
 
 
 def test_bench_records_fixed_mask_products(tmp_path):
-    records = model_records("bert-tiny", ["secformer"], ["semi2k", "aby3"], 8, 1, 1, [LAN, WAN], linear_layers="fixed-mask")
-    own = {(r["method"], r["protocol"]): r for r in model_records("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 1, [LAN])}
+    records = model_records("bert-tiny", ["mpcformer"], ["semi2k", "aby3"], 8, 1, 1, [LAN, WAN], linear_layers="fixed-mask")
+    own = {(r["method"], r["protocol"]): r for r in model_records("bert-tiny", ["mpcformer"], ["semi2k"], 8, 1, 1, [LAN])}
     for r in records[1:]:
         assert r["linear"] == "fixed-mask" and r["setup"]["send_bytes"] > 0 and "fixed-mask A and C" in r["offline"]["what"]
         if r["protocol"] == "semi2k":
@@ -118,7 +118,7 @@ def test_bench_records_fixed_mask_products(tmp_path):
             assert all(mine[c][k] == theirs[c][k] for c in ("softmax", "gelu") for k in ("send_bytes", "send_actions"))
     save(tmp_path, "fixed", {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [], "cost_note": "n"}, records)
     report = (tmp_path / "REPORT.md").read_text()
-    assert "| semi2k | secformer, fixed-mask linear |" in report and "once per model)" in report
+    assert "| semi2k | mpcformer, fixed-mask linear |" in report and "once per model)" in report
 
 
 @pytest.mark.parametrize(

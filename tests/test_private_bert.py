@@ -31,10 +31,13 @@ def test_spu_matches_plaintext(classifiers, preset, protocol):
     scale = float(np.abs(result.plaintext_logits).max())
     assert np.isfinite(result.logits).all()
     assert result.max_abs_error <= 0.02 + 0.02 * scale, (result.logits, result.plaintext_logits)
-    # the per-op profile accounts for every byte and message the parties sent
-    by_op = result.cost.by_op.values()
-    assert result.cost.send_bytes > 0 and sum(op.send_bytes for op in by_op) == result.cost.send_bytes
-    assert sum(op.send_actions for op in by_op) == result.cost.send_actions
+    # the per-op profile accounts for every byte the parties sent but the openings of the masked-opening GeLU
+    # (SPU's reveal is no pphlo op): one share per party per GeLU input element, 8 bytes each (ABY3: each
+    # party sends one of its two shares to one other)
+    by_op = sum(op.send_bytes for op in result.cost.by_op.values())
+    c = ckpt.config
+    opened = c.num_hidden_layers * 16 * c.intermediate_size if PRESETS[preset].needs_correlation else 0
+    assert result.cost.send_bytes > 0 and result.cost.send_bytes - by_op == opened * {"semi2k": 16, "cheetah": 16, "aby3": 24}[protocol]
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -49,14 +52,14 @@ def test_padding_does_not_change_logits(classifiers, preset):
 @pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
 def test_fixed_mask_products_match_plaintext_and_cost_less(classifiers, protocol):
     """`linear_layers="fixed-mask"`: same logits as plaintext; fewer online bytes than SPU's own products
-    (SEMI2K: all of them; ABY3: Q/K/V and the FFN's first product); A and C dealt on top of the GeLU's."""
+    (SEMI2K: all of them; ABY3: Q/K/V and the FFN's first product); A and C dealt."""
     ckpt, by_preset = classifiers
-    masked = PrivateClassifier(ckpt, PRESETS["secformer"], linear_layers="fixed-mask")
+    masked = PrivateClassifier(ckpt, PRESETS["mpcformer"], linear_layers="fixed-mask")
     enc = encode(ckpt.tokenizer, TEXT, max_length=16)
-    result, own = masked(enc, protocol), by_preset["secformer"](enc, protocol)
+    result, own = masked(enc, protocol), by_preset["mpcformer"](enc, protocol)
     assert result.max_abs_error <= 0.02 + 0.02 * float(np.abs(result.plaintext_logits).max())
     assert result.cost.send_bytes < own.cost.send_bytes
-    assert result.offline["send_bytes"] > own.offline["send_bytes"]
+    assert own.offline is None and result.offline["send_bytes"] > 0 and "fixed-mask" in result.offline["what"]
     assert masked.program(16, protocol) is masked.program(16, protocol)
 
 

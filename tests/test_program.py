@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from secformer_jax.approx import PRESETS
+from secformer_jax.approx import PRESETS, resolve_approx
 from secformer_jax.inference import classifier_builder
 from secformer_jax.program import check_settings, owner, privacy
 
@@ -53,7 +53,7 @@ def test_one_check_refuses_what_cannot_run(preset, field, layers, protocol, mess
 def test_inputs_are_named_and_owned_and_programs_cached():
     config = tiny_config(vocab_size=100)
     params = jax.tree_util.tree_map(np.asarray, tiny_params(config))
-    builder = classifier_builder(config, PRESETS["secformer"], linear_layers="fixed-mask")
+    builder = classifier_builder(config, resolve_approx("mpcformer", gelu="secformer"), linear_layers="fixed-mask")
     data = _data(config)
     from secformer_jax.randomness import Dealer
 
