@@ -12,9 +12,10 @@ Protocol (semi-honest, FM64, f = 18 fractional bits), for a secret x and a dealt
 2. r = d mod P, exactly, from d's ring encoding: the low log2(P) + f bits (P 2^f divides 2^64, so the ring's
    wrap-around keeps r = (x - T) mod P); r is uniform on [0, P) and independent of x;
 3. sin(2 pi k x / P) = sin(2 pi k r / P) C_k + cos(2 pi k r / P) S_k (public times secret, no secret product),
-   all 2 x 7 products and their sum on ring integers, with one truncation at the end (`ring_dot`). The public
-   cos / sin of k a, a = 2 pi r / P, come from those of a alone by angle addition in log2(harmonics)
-   rounds, on public ring integers at scale 2^30 (`ring_harmonics`): no communication.
+   all 2 x 7 products and their sum on ring integers, with one truncation at the end (`masked_series`, `ring_value`). The public
+   cos / sin of k a, a = 2 pi r / P, come from those of a alone by angle addition, one harmonic after the
+   other in a loop, on public ring integers at scale 2^30 (`ring_base_harmonic`, `ring_harmonics`): no
+   communication.
 The ring-wide T is built in the program from its low part t (uniform on the fixed-point grid of [0, P)) and
 two int32 words h, h' as T = (h 2^31 + h') P + t: the opened d = x - T is uniform on the ring, so it says
 nothing about x (not only its residue). The dealer (a process that is not a computing party: `dealer`) draws
@@ -52,7 +53,7 @@ GELU_COSINE = SineSpec(128, 64)  # `gelu_fourier`'s GeLU series
 PERIOD, HARMONICS = ERF_SINE
 X_CUT = 2.5 * math.sqrt(2.0)  # erf(x / sqrt 2) = +-1 beyond (two comparisons), the series inside
 FRAC_BITS = 18  # SPU FM64's fixed point; the opened value's low log2(PERIOD) + FRAC_BITS bits are its residue
-SINE_BITS = 16  # the dealt sines and cosines are ring integers round(value 2^16) (see `ring_dot`)
+SINE_BITS = 16  # the dealt sines and cosines are ring integers round(value 2^16) (see `ring_value`)
 HARMONIC_BITS = 30  # the public cos / sin of k a are ring integers value 2^30, floored (`ring_harmonics`)
 ROOT_DOUBLINGS = 6  # `ring_harmonics` takes a Taylor series at a / 2^6 and doubles the angle 6 times
 # fit_beta(PERIOD, HARMONICS, X_CUT), rounded to 9 digits (max erf error 2.4e-5 either way)
@@ -134,25 +135,14 @@ def _ring_horner(t, coefficients):
     return acc
 
 
-def ring_harmonics(r_int, period: int, harmonics: int) -> tuple[list, list]:
-    """([cos(k a)], [sin(k a)]), a = 2 pi r / P, k = 1..harmonics, for r = r_int 2^-f in [0, P) given as its
-    ring integer: one array shaped like r_int per harmonic, ring integers round-down(value 2^30). Integer
-    arithmetic on values below 2^63: under SPU int32 is a 64-bit ring integer (public here: no
-    communication); plaintext JAX computes the same with int64 (jax x64 enabled).
+def ring_base_harmonic(r_int, period: int):
+    """(cos a, sin a), a = 2 pi r / P, for r = r_int 2^-f in [0, P) given as its ring integer, as ring
+    integers round-down(value 2^30). Integer arithmetic on values below 2^63: under SPU int32 is a 64-bit
+    ring integer (public here: no communication); plaintext JAX computes the same with int64 (x64 enabled).
 
     1. theta = a / 2^6 = 2 pi R / (P 2^(f + 6)) on the 2^30 scale: R times the constant as an int32, a shift;
     2. cos and sin of theta by Taylor series (theta < 0.1: the first term dropped is below 2e-11);
-    3. six angle doublings give cos a and sin a;
-    4. with harmonics 1..m known, rotating each by harmonic m gives m+1..2m (`_ring_rotate`): log2(harmonics)
-       rounds, each harmonic one complex product of two others, so the error of harmonic k is about k times
-       that of harmonic 1 (measured for both specs: within 1.9e-7 k of exact cos / sin).
-    The 2^30 scale keeps that growth far below the 2^-18 of the fixed-point terms built from them (the same
-    recurrence on SPU's fixed point reached 3.5e-4 at k = 64). It replaces SPU's fixed-point sin / cos of
-    every harmonic's exactly reduced angle (within 7.5e-6 at every k), which took 72% of `gelu_fourier`.
-    One array per harmonic, not a [..., harmonics] array: SPU's elementwise ops are about 4 times slower on
-    a broadcast operand (harmonic m against 1..m, a coefficient per harmonic) than on equal shapes, and
-    every concatenation copies; BERT-base's `gelu_fourier` under ABY3 took 44 s that way, 16-27 s this way
-    (measured)."""
+    3. six angle doublings give cos a and sin a."""
     step = 2 * math.pi * 2.0 ** (HARMONIC_BITS - FRAC_BITS - ROOT_DOUBLINGS) / period  # theta 2^30 = R step
     shift = 30 - math.ceil(math.log2(step))  # round(step 2^shift) fits an int32; R times it < 2^(log2(P) + f + 31)
     theta = (r_int * round(step * 2**shift)) >> shift
@@ -160,14 +150,32 @@ def ring_harmonics(r_int, period: int, harmonics: int) -> tuple[list, list]:
     cos, sin = _ring_horner(t, (1, -1 / 2, 1 / 24, -1 / 720)), _ring_scale(theta, _ring_horner(t, (1, -1 / 6, 1 / 120)))
     for _ in range(ROOT_DOUBLINGS):
         cos, sin = _ring_rotate(cos, sin, cos, sin)
-    cos, sin = [cos], [sin]
-    while len(cos) < harmonics:
-        m = len(cos)
-        for j in range(min(m, harmonics - m)):  # harmonic m + 1 + j: harmonic 1 + j rotated by harmonic m
-            more_cos, more_sin = _ring_rotate(cos[j], sin[j], cos[m - 1], sin[m - 1])
-            cos.append(more_cos)
-            sin.append(more_sin)
     return cos, sin
+
+
+def ring_harmonics(r_int, period: int, harmonics: int) -> tuple[list, list]:
+    """([cos(k a)], [sin(k a)]), k = 1..harmonics: `ring_base_harmonic` rotated by itself, one harmonic after
+    the other (`_ring_rotate`), exactly as `masked_series` runs it in its loop; one array per harmonic.
+    The error of harmonic k is about k times that of harmonic 1 plus k floors of 2^-30 (within 1.9e-7 k of
+    exact cos / sin for both specs, tested). The 2^30 scale keeps that growth far below the 2^-18 of the
+    fixed-point terms built from them (the same recurrence on SPU's fixed point reached 3.5e-4 at k = 64)."""
+    base = ring_base_harmonic(r_int, period)
+    cos, sin = [base[0]], [base[1]]
+    while len(cos) < harmonics:
+        more = _ring_rotate(cos[-1], sin[-1], *base)
+        cos.append(more[0])
+        sin.append(more[1])
+    return cos, sin
+
+
+def term_constants(coefficient: float) -> tuple[int, int, int]:
+    """(o, m, shift) of `public_term` for a nonzero float coefficient (module-level constants)."""
+    if coefficient == 0:
+        raise ValueError("a public term needs a nonzero coefficient")
+    bits = 30 - math.ceil(math.log2(abs(coefficient)))
+    shift = HARMONIC_BITS + bits - FRAC_BITS
+    m = round(coefficient * 2.0**bits)
+    return round(2.0 ** (shift - 1) / m), m, shift
 
 
 def public_term(harmonic, coefficient: float):
@@ -178,10 +186,8 @@ def public_term(harmonic, coefficient: float):
     about 2^11 / |c| (so |c| > 2^-20): half an ulp to within |c| 2^-13 ulps. Rounding down instead adds up
     to one ulp of 2^-f per term (times a dealt sine): measured 2.8e-4 instead of 1.6e-4 on `gelu_fourier`,
     1.0e-4 instead of 6.1e-5 on `gelu_secformer_masked` (from their references)."""
-    bits = 30 - math.ceil(math.log2(abs(coefficient)))
-    shift = HARMONIC_BITS + bits - FRAC_BITS
-    m = round(coefficient * 2.0**bits)
-    return ((harmonic + round(2.0 ** (shift - 1) / m)) * m) >> shift
+    offset, m, shift = term_constants(coefficient)
+    return ((harmonic + offset) * m) >> shift
 
 
 def harmonic_sums(angle, coefficients):
@@ -201,20 +207,43 @@ def harmonic_sums(angle, coefficients):
     return re * zc - im * zs, re * zs + im * zc
 
 
-def masked_terms(x, corr: SineCorrelation, period: int, coefficients, kind: str) -> list:
-    """The (public, secret) pairs for `ring_dot` of sum_k c_k cos(2 pi k x / P) (kind "cos") or
-    sum_k c_k sin(2 pi k x / P) (kind "sin") through the masked opening, k = 1..harmonics of `corr`. SPU only.
-    With a = 2 pi k r / P public (`ring_harmonics` of the residue r = (x - T) mod P, `masked_residue`) and
-    the dealt C_k, S_k of b = 2 pi k T / P: cos(a + b) = cos a C_k - sin a S_k, sin(a + b) = sin a C_k +
-    cos a S_k. Two pairs per harmonic with a nonzero coefficient."""
+def masked_series(x, corr: SineCorrelation, period: int, coefficients, kind: str, init=None):
+    """sum_k c_k cos(2 pi k x / P) (kind "cos") or sum_k c_k sin(2 pi k x / P) (kind "sin") through the masked
+    opening, k = 1..harmonics of `corr`, as a secret ring integer at scale 2^(f + 16) (`ring_value` reads it),
+    plus `init` (a secret ring integer at that scale) when given. SPU only.
+    With a = 2 pi k r / P public (harmonics of the residue r = (x - T) mod P, `masked_residue`) and the dealt
+    C_k, S_k of b = 2 pi k T / P: cos(a + b) = cos a C_k - sin a S_k, sin(a + b) = sin a C_k + cos a S_k. Each
+    product is a public ring integer (`public_term`, scale 2^f) times a dealt one (scale 2^16): exact and
+    local, summed without truncation. The harmonics run in a loop (jax.lax.fori_loop: harmonic k + 1 is
+    harmonic k rotated by the base, as `ring_harmonics`), so the program holds one step, not K: an unrolled
+    64-harmonic series made a 6-layer MiniLM program of 22k MLIR lines that SPU took 42 s to compile."""
     r_int = jax.lax.bitcast_convert_type(masked_residue(x, corr, period), jnp.int32)  # R = r 2^f in [0, P 2^f)
-    cos, sin = ring_harmonics(r_int, period, corr.sin.shape[-1])
-    terms = []
-    for k, c in enumerate(float(c) for c in coefficients):
-        if c:
-            with_cos, with_sin = ((cos[k], c), (sin[k], -c)) if kind == "cos" else ((sin[k], c), (cos[k], c))
-            terms += [(public_term(*with_cos), corr.cos[..., k]), (public_term(*with_sin), corr.sin[..., k])]
-    return terms
+    base = ring_base_harmonic(r_int, period)
+    signs = (1.0, -1.0) if kind == "cos" else (1.0, 1.0)  # the coefficients of (C_k, S_k)
+    table = np.array([term_constants(s * float(c)) for c in coefficients for s in signs], np.int32).reshape(len(coefficients), 2, 3)
+    consts = [jnp.asarray(table[:, j, i]) for j in range(2) for i in range(3)]
+
+    def term(k, cos_k, sin_k):
+        first, second = (cos_k, sin_k) if kind == "cos" else (sin_k, cos_k)  # paired with C_k and S_k
+        o1, m1, s1, o2, m2, s2 = (c[k] for c in consts)
+        with_c = jax.lax.dynamic_index_in_dim(corr.cos, k, axis=-1, keepdims=False)
+        with_s = jax.lax.dynamic_index_in_dim(corr.sin, k, axis=-1, keepdims=False)
+        return (((first + o1) * m1) >> s1) * with_c + (((second + o2) * m2) >> s2) * with_s
+
+    def step(k, state):
+        cos_k, sin_k, total = _ring_rotate(state[0], state[1], *base) + (state[2],)
+        return cos_k, sin_k, total + term(k, cos_k, sin_k)
+
+    total = term(0, *base) if init is None else init + term(0, *base)  # a secret start: no secret zero needed
+    return jax.lax.fori_loop(1, len(coefficients), step, (*base, total))[2]
+
+
+def ring_value(total, dtype):
+    """A secret ring integer at scale 2^(f + 16) (the sum of public-times-dealt products) as a fixed-point
+    `dtype` value: the bitcast reads it 2^16 times too large and the multiplication by 2^-16 is its one
+    truncation (SPU truncates by 2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-18 for 40 / 16:
+    why the dealt sines are at 2^16). Needs the sum's magnitude below 2^63 (here at most 2^45). SPU only."""
+    return jax.lax.bitcast_convert_type(total, dtype) * (2.0**-SINE_BITS)
 
 
 def erf_series(x, corr: SineCorrelation | None = None, scale: float = 1.0):
@@ -223,23 +252,7 @@ def erf_series(x, corr: SineCorrelation | None = None, scale: float = 1.0):
     beta = scale * np.asarray(BETA)
     if corr is None:
         return harmonic_sums((2 * math.pi / PERIOD) * x, beta)[1]
-    return ring_dot(masked_terms(x, corr, PERIOD, beta, "sin"), x.dtype)
-
-
-def ring_dot(terms, dtype):
-    """sum over (public, secret) pairs of public * secret / 2^SINE_BITS, as a fixed-point `dtype` value, for
-    public ring integers at scale 2^f (`public_term`) and secret ring integers (the dealt sines at scale
-    2^SINE_BITS), with one truncation instead of one per product. SPU only. The integer products (value
-    2^(f + 16)) are exact and local (public times secret), their sum too; the bitcast reads the sum as a
-    fixed-point number 2^16 times too large, and the multiplication by 2^-16 is the one truncation (SPU
-    truncates by 2^-16 for 28 / 8 bytes per element in ABY3 / SEMI2K, by 2^-18 for 40 / 16: why the sines
-    are at 2^16). A fixed-point secret v rides along as its own ring integer (value 2^f), paired with the
-    public integer c 2^16 for the term c v. Needs the sum of |public| |secret| below 2^63 (here at most
-    2^45: far inside)."""
-    total = None
-    for public, secret in terms:
-        total = public * secret if total is None else total + public * secret
-    return jax.lax.bitcast_convert_type(total, dtype) * (2.0**-SINE_BITS)
+    return ring_value(masked_series(x, corr, PERIOD, beta, "sin"), x.dtype)
 
 
 def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
@@ -294,10 +307,10 @@ def gelu_fourier(x, corr: SineCorrelation | None = None):
     `ring_harmonics`: BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s with SPU's fixed-point sin / cos
     of each harmonic (72% of the time), 16-27 s now (one 2-core machine shared with other jobs, measured).
     Online cost per element: one opening and one truncation (x / 2 and the 2 x 64 public-secret products
-    summed on ring integers, `ring_dot`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
+    summed on ring integers, `masked_series`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
     the dealt randomness is 2 x 64 + 3 values per element."""
     c0, c = gelu_cosine_coefficients()
     if corr is None:
         return 0.5 * x + c0 + harmonic_sums((2 * math.pi / GELU_COSINE.period) * x, c)[0]
     x_int = jax.lax.bitcast_convert_type(x, jnp.int32)  # x's ring integer is x 2^f; x / 2 rides along
-    return ring_dot([(1 << (SINE_BITS - 1), x_int)] + masked_terms(x, corr, GELU_COSINE.period, c, "cos"), x.dtype) + c0
+    return ring_value(masked_series(x, corr, GELU_COSINE.period, c, "cos", init=(1 << (SINE_BITS - 1)) * x_int), x.dtype) + c0
