@@ -82,7 +82,7 @@ def infer(args) -> dict:
         "compile_seconds": compile_seconds,
         "cost": result.cost.to_dict(),
         "offline": result.offline,
-        **privacy(args.protocol, result.offline is not None),
+        **privacy(args.protocol, result.offline is not None, fixed_mask=args.linear == "fixed-mask"),
     }
     return out
 

@@ -64,9 +64,10 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
 SIMULATION_DEALER = "in-process (simulation)"
 
 
-def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER) -> dict:
+def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER, fixed_mask: bool = False) -> dict:
     """What a run may claim (semi-honest parties): {"private", "private_why", "dealer"} for `protocol`, with
-    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process")."""
+    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process");
+    `fixed_mask`: the fixed-mask setup computed E = W - B from the plaintext weights."""
     if protocol == "semi2k":
         why = ("SPU 0.9.5's SEMI2K takes its Beaver triples from the trusted-first-party provider: party 0 generates "
                "them and can unmask every product's inputs (the wheel has a trusted-third-party client but no server)")
@@ -79,6 +80,8 @@ def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER) -> dict
         private = True
         if dealt:
             why += "; the dealt masks come from a dealer that sees no share and colludes with no party"
+        if fixed_mask:
+            why += "; the fixed-mask setup computed E = W - B from the plaintext weights, so that dealer must be one the model owner trusts"
     return {"private": private, "private_why": why, "dealer": dealer if dealt else None}
 
 

@@ -78,3 +78,5 @@ def test_privacy_claims():
     assert privacy("aby3", False)["dealer"] is None
     assert not privacy("aby3", True, "data owner")["private"]
     assert privacy("cheetah", False)["private"]
+    assert "plaintext weights" in privacy("aby3", True, fixed_mask=True)["private_why"]
+    assert "plaintext weights" not in privacy("aby3", True)["private_why"]

@@ -223,7 +223,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             records.append(
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
-                    **privacy(protocol, bool(dealt_what)),
+                    **privacy(protocol, bool(dealt_what), fixed_mask=fixed_mask),
                     "extrapolated": measured < total_layers, **cost_fields(total, networks),
                     "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
                     "offline": {"send_bytes": round(_extrapolated(offline, measured, total_layers)),
