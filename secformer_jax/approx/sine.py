@@ -266,7 +266,8 @@ def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
     (`ring_harmonics`), 2 x 7 public-secret products summed with one truncation, two comparisons, two
     selects and one secret product (ABY3: 448 bytes, SEMI2K: 352, measured; PUMA's GeLU: 860 and 656).
     BERT-base's 128 x 3072 GeLU under ABY3 took 19-25 s with SPU's fixed-point sin / cos of each harmonic,
-    3.0-7.9 s with `ring_harmonics` (one 2-core machine shared with other jobs, measured)."""
+    3.0-7.9 s with integer harmonics (unrolled; one 2-core machine shared with other jobs, measured; the
+    loop of `masked_series` computes the same recurrence)."""
     cdf = jnp.where(x < -X_CUT, 0.0, jnp.where(x > X_CUT, 1.0, 0.5 + erf_series(x, corr, scale=0.5)))
     return x * cdf  # 0.5 (1 + erf) with the 0.5 inside the series' coefficients: one truncation fewer
 
@@ -304,8 +305,10 @@ def gelu_fourier(x, corr: SineCorrelation | None = None):
     Under SPU FM64 with a dealt correlation (`dealer(shape, stream, GELU_COSINE)`), within 1.7e-4 of the
     reference on [-56, 56] (ABY3 and SEMI2K, measured on up to 393216 points; 2.8e-4 when the public terms
     were rounded down; tests assert 2.5e-4). The public cos / sin of the 64 harmonics come from
-    `ring_harmonics`: BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s with SPU's fixed-point sin / cos
-    of each harmonic (72% of the time), 16-27 s now (one 2-core machine shared with other jobs, measured).
+    integer angle addition (`masked_series`): BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s with
+    SPU's fixed-point sin / cos of each harmonic (72% of the time), 16-27 s with the integer harmonics
+    unrolled (one 2-core machine shared with other jobs, measured); the loop keeps the program small (a
+    MiniLM program compiles in 13 s instead of 41 s) and did not slow a 16 x 1536 GeLU (measured).
     Online cost per element: one opening and one truncation (x / 2 and the 2 x 64 public-secret products
     summed on ring integers, `masked_series`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
     the dealt randomness is 2 x 64 + 3 values per element."""
