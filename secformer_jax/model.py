@@ -10,7 +10,7 @@ drops in unchanged:
 What differs from the Hugging Face modules, and why:
 - GeLU, softmax and LayerNorm come from `approx` (see `secformer_jax.approx`); nothing global is patched.
 - A GeLU that runs on dealt randomness (`approx.needs_correlation`) reads it from the "correlation" variable
-  collection, one `SineCorrelation` per layer (`inference.correlation_tree`); without it, its reference.
+  collection, one `SineCorrelation` per layer (`program.deal_correlation`); without it, its reference.
 - Words enter either as integer ids (plaintext: a table lookup) or as a one-hot float matrix (under MPC:
   a lookup with a secret index is a one-hot matrix product, and the data owner can build the one-hot
   locally from its own tokens, so the product is the only secret work).

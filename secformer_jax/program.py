@@ -126,7 +126,7 @@ def trace_sites(module: nn.Module, *data) -> Sites:
         group = calls[i:j]
         paths = [path for _, path, _, _ in group]
         opener = paths[0] if len(group) == 1 else paths[0][: len(paths[0]) - 1]
-        if any(p[:-1] != opener for p in paths[1:]) and len(group) > 1:
+        if any(p[:-1] != opener for p in paths[1:]):
             raise ValueError(f"products sharing one input are not siblings: {paths}")
         scales = tuple(s for *_, s in group)
         products.append(linear.Site(opener, tuple(group[0][0].shape), tuple((p, n) for _, p, n, _ in group),

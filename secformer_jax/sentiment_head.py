@@ -480,9 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--puma-dev", type=int, default=-1, help="dev examples measured under the puma preset (default: all; 0: skip)")
     parser.add_argument("--no-alternatives", action="store_true", help="skip the comparison heads on mean-pooled and [CLS] features")
     args = parser.parse_args(argv)
+    if (args.n_train is not None and args.n_train < 2) or args.max_length < 2 or (args.l2 is not None and args.l2 < 0):
+        parser.error("--n-train and --max-length must be at least 2 and --l2 non-negative")
     approx_dev = {k: (None if n < 0 else n) for k, n in (("secformer", args.secformer_dev), ("puma", args.puma_dev)) if n}
-    record = fit_default_head(args.out, args.n_train, args.max_length, args.l2, approx_dev, alternatives=not args.no_alternatives,
-                              progress=True, log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        record = fit_default_head(args.out, args.n_train, args.max_length, args.l2, approx_dev, alternatives=not args.no_alternatives,
+                                  progress=True, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ValueError, FileNotFoundError) as e:  # missing GLUE data, a bad checkpoint: one line, not a traceback
+        print(f"secformer_jax.sentiment_head: error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(record, indent=1, sort_keys=True))
     return 0
 

@@ -242,6 +242,7 @@ class Simulation:
         self.config = runtime_config(protocol, field, **options)
         self.world_size = PROTOCOLS[protocol][1]
         self.io = spu_api.Io(self.world_size, self.config)
+        self._share_sizes: dict = {}  # dtype -> (bytes per element, header bytes) of SPU's shares
 
     def share_bytes(self, tree) -> int:
         """Bytes a dealer sends to give every party its shares of the arrays in `tree` (secret): SPU's share
@@ -250,7 +251,7 @@ class Simulation:
         return sum(self._share_size(np.asarray(a).dtype, np.size(a)) for a in jax.tree_util.tree_leaves(tree))
 
     def _share_size(self, dtype, n: int) -> int:
-        cache = self.__dict__.setdefault("_share_sizes", {})
+        cache = self._share_sizes
         if dtype not in cache:
             size = lambda k: sum(len(c) for share in self.io.make_shares(np.zeros(k, dtype), libspu.Visibility.VIS_SECRET) for c in share.share_chunks)
             small, large = size(1024), size(2048)

@@ -59,7 +59,7 @@ def test_layernorm_under_spu(aby3, name):
 
 
 # per GeLU: (its correlation, input range, error bound vs its reference, ABY3 / SEMI2K bytes per element, PUMA's
-# bytes at least this many times). secformer: opening, one truncation for the 14 ring products (`ring_dot`), two
+# bytes at least this many times). secformer: opening, one truncation for the 14 ring products (`masked_series`), two
 # comparisons, two selects, one product (measured 448 / 352 bytes, 80 / 40 actions); fourier: opening and one
 # truncation (measured 52 / 24 bytes, 8 / 4 actions); PUMA's GeLU: 860 / 656 bytes. Errors measured here:
 # secformer 4.9e-5 / 4.5e-5, fourier 1.5e-4 / 1.5e-4 (ABY3 / SEMI2K; up to 6.3e-5 and 1.7e-4 on more points).

@@ -21,6 +21,7 @@ full run in the committed results).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 
@@ -155,9 +156,9 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     products) or "fixed-mask" (`linear.py`, for every method alike, where `linear.prefers_mask`). The dealt
     randomness and masks are fresh per run from a new `randomness.Dealer` (costs do not depend on their
     values); `dealer_seed` makes them reproducible (recorded in each record as `dealer_seed`)."""
-    runs_made = iter(range(1 << 30))
+    runs_made = itertools.count()
 
-    def new_dealer() -> Dealer:
+    def new_dealer() -> Dealer:  # one per run: a stream name is used once per dealer
         return Dealer() if dealer_seed is None else Dealer.from_seed(dealer_seed * (1 << 30) + next(runs_made))
 
     fixed_mask = linear_layers == "fixed-mask"
