@@ -82,9 +82,17 @@ def infer(args) -> dict:
         "compile_seconds": compile_seconds,
         "cost": result.cost.to_dict(),
         "offline": result.offline,
-        **privacy(args.protocol, result.offline is not None, fixed_mask=args.linear == "fixed-mask"),
+        "setup": _setup_record(result.setup),
+        **privacy(args.protocol, result.offline is not None),
     }
     return out
+
+
+def _setup_record(setup: dict | None) -> dict | None:
+    """The fixed-mask setup's bytes as JSON (the opening's Cost as its bytes)."""
+    if setup is None:
+        return None
+    return {k: v for k, v in setup.items() if k != "online"} | {"online_bytes": setup["online"].send_bytes}
 
 
 def print_summary(out: dict) -> None:
@@ -106,9 +114,9 @@ def print_summary(out: dict) -> None:
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
     if out.get("offline"):
-        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: shares sent by the dealer, apart from the above")
-    elif out.get("dealt_values"):
-        print(f"offline:     {out['dealt_values']:,} values of GeLU randomness dealt by the data owner")
+        print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: sent by the dealer, apart from the above")
+    if out.get("setup"):
+        print(f"setup:       {out['setup']['send_bytes'] / 2**20:.1f} MiB once per model (fixed-mask products: shares of W and B, E = W - B opened)")
     if "private" in out:
         print(f"private:     {'yes' if out['private'] else 'NO'} ({out['private_why']})")
     top = sorted(cost["by_op"].items(), key=lambda kv: -kv[1]["send_bytes"])[:5]
@@ -126,7 +134,7 @@ def _cluster(args) -> dict | None:
         _log(f"starting the parties and owners of {args.config} (logs: {args.log_dir or 'a temporary folder'}) ...")
         out = launch_inference(
             args.config, args.text, text_pair=args.text_pair, max_length=args.max_length, model=args.model,
-            approx_args=approx_flags(args), timeout=args.timeout, log_dir=args.log_dir,
+            approx_args=approx_flags(args), linear_layers=args.linear, timeout=args.timeout, log_dir=args.log_dir,
         )
         _log(f"  logs of every process: {out['log_dir']}")
         return out
@@ -134,7 +142,7 @@ def _cluster(args) -> dict | None:
     try:
         return run_node(
             load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
-            model=args.model, approx=approx, log=_log,
+            model=args.model, approx=approx, linear_layers=args.linear, log=_log,
         )
     finally:  # the ledger of what this process received (sender, kind, bytes), for audits and tests
         _log(f"{args.party}: received {json.dumps(RECEIVED)}")

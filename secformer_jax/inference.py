@@ -21,7 +21,7 @@ from . import linear
 from .approx import ApproxSet
 from .checkpoint import Checkpoint
 from .model import BertForSequenceClassification
-from .program import ProgramBuilder, offline_bytes
+from .program import ProgramBuilder
 from .randomness import Dealer
 from .spu_runner import SPU_RUNTIME_OPTIONS, Cost, Program, Simulation
 
@@ -82,7 +82,8 @@ class Result:
     plaintext_logits: np.ndarray
     cost: Cost  # the online phase: the SPU program
     compile_seconds: float
-    offline: dict | None = None  # dealt randomness: {"seconds": dealer time, "send_bytes": shares sent}
+    offline: dict | None = None  # dealt randomness: {"seconds": dealer time, "send_bytes": seeds and corrections sent}
+    setup: dict | None = None  # fixed-mask products: the once-per-model setup's bytes (`ProgramBuilder.run_setup`)
     openings: list[np.ndarray] | None = None  # with record_openings: each opened value's low 32 bits, in program order
 
     @property
@@ -103,6 +104,7 @@ class PrivateClassifier:
         self._plain = jax.jit(self.builder.function())
         self._compiled: dict[int, tuple[Program, float]] = {}
         self._masks: dict[str, linear.FixedMasks | None] = {}
+        self._setup: dict[str, dict] = {}
 
     def data(self, encoded: Encoded) -> dict:
         """The data owner's secret inputs of `encoded`."""
@@ -115,10 +117,19 @@ class PrivateClassifier:
         return {"words": f32(1, seq_len, c.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, c.type_vocab_size)}
 
     def masks(self, protocol: str) -> linear.FixedMasks | None:
-        """The fixed masks for `protocol` (the setup, once per protocol); None with SPU's own products."""
+        """The fixed masks for `protocol`, set up once per protocol (the dealer's B, and the setup program
+        run in the protocol's simulation: E opened, kept by the parties); None with SPU's own products."""
         if protocol not in self._masks:
-            self._masks[protocol] = self.builder.setup(self.checkpoint.params, protocol, Dealer(), self._shaped_data(1))
+            masks = self.builder.setup(protocol, self._shaped_data(1), Dealer())
+            if masks is not None:
+                self._setup[protocol] = self.builder.run_setup(self.simulation(protocol), self.checkpoint.params, masks)
+            self._masks[protocol] = masks
         return self._masks[protocol]
+
+    def setup_cost(self, protocol: str) -> dict | None:
+        """The fixed-mask setup's bytes under `protocol` (None with SPU's own products)."""
+        self.masks(protocol)
+        return self._setup.get(protocol)
 
     def program(self, seq_len: int, protocol: str = "aby3", record_openings: bool = False) -> tuple[Program, float]:
         """The compiled SPU program for `seq_len` tokens (cached; `protocol` matters only for fixed-mask
@@ -148,14 +159,10 @@ class PrivateClassifier:
         simulation = self.simulation(protocol)
         program, compile_seconds = self.program(encoded.input_ids.shape[1], protocol, record_openings)
         masks = self.masks(protocol)
-        data = self.data(encoded)
-        start = time.perf_counter()
-        dealt = self.builder.deal(data, masks, Dealer())  # a fresh key: fresh masks every inference
-        offline = None
-        if dealt:
-            what = ", ".join(["GeLU"] * ("correlation" in dealt) + ["fixed-mask products"] * ("linear" in dealt))
-            offline = {"seconds": time.perf_counter() - start, "send_bytes": offline_bytes(simulation, dealt), "what": f"dealt randomness ({what})"}
-        out, cost = simulation.run(program, self.builder.inputs(self.checkpoint.params, data, masks, dealt))
+        out, cost, offline = self.builder.run(simulation, self.checkpoint.params, self.data(encoded), masks, Dealer(), record_openings)
+        if offline is not None:
+            what = ["GeLU"] * self.approx.needs_correlation + ["fixed-mask products"] * (masks is not None)
+            offline["what"] = f"dealt randomness ({', '.join(what)}): seeds and corrections"
         logits, openings = out if record_openings else (out, None)
         opened = None if openings is None else [np.asarray(o) for o in openings]
-        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline, opened)
+        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline, setup=self.setup_cost(protocol), openings=opened)

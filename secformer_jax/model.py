@@ -18,8 +18,8 @@ What differs from the Hugging Face modules, and why:
   input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
 - Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
 - Products with a fixed weight (`Dense`, the word embeddings) run as fixed-mask products (`linear.py`) when
-  the "linear_public" / "linear" collections carry their masks (`linear.FixedMasks`); their kernels are then
-  not read (the model owner need not send them).
+  the "masked_weights" (E), "weight_masks" (B) and "linear" (A, C) collections carry their masks
+  (`linear.FixedMasks`); their kernels are then not read (the model owner need not send them).
 """
 
 from __future__ import annotations
@@ -62,17 +62,17 @@ def _embed(table: Array, ids_or_onehot: Array) -> Array:
     return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
 
 
-def _open_input(module: nn.Module, x: Array) -> tuple[Array, Array]:
-    """(D, unit): x opened with the input mask at `module`'s path, for its fixed-mask products."""
-    unit = module.get_variable("linear_public", "unit")
-    return linear.open_input(x, module.get_variable("linear", "input"), unit), unit
+def _open_input(module: nn.Module, x: Array) -> Array:
+    """D: x opened with the input mask at `module`'s path, for its fixed-mask products."""
+    return linear.open_input(x, module.get_variable("linear", "input"))
 
 
 def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
-    """x times the module's fixed weight `name` as a fixed-mask product; `opened` = (D, unit) when a parent
-    opened x for several products, else the module opens x itself with its own input mask."""
-    d, unit = opened if opened is not None else _open_input(module, x)
-    return linear.masked_matmul(x, d, module.get_variable("linear_public", name), module.get_variable("linear", name), unit)
+    """x times the module's fixed weight `name` as a fixed-mask product; `opened` = D when a parent opened x
+    for several products, else the module opens x itself with its own input mask."""
+    d = opened if opened is not None else _open_input(module, x)
+    get = lambda collection: module.get_variable(collection, name)
+    return linear.masked_matmul(x, d, get("masked_weights"), get("weight_masks"), get("linear"))
 
 
 class Dense(nn.Module):
@@ -85,7 +85,7 @@ class Dense(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, opened=None, scale: float = 1.0) -> Array:
-        if self.has_variable("linear_public", "kernel"):
+        if self.has_variable("masked_weights", "kernel"):
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             return _masked_product(self, x, "kernel", opened) + (bias * scale if scale != 1.0 else bias)
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
@@ -103,7 +103,7 @@ class WordEmbed(nn.Module):
 
     @nn.compact
     def __call__(self, ids_or_onehot: Array) -> Array:
-        if self.has_variable("linear_public", "embedding"):
+        if self.has_variable("masked_weights", "embedding"):
             return _masked_product(self, ids_or_onehot, "embedding", None)
         return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot)
 

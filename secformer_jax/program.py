@@ -4,13 +4,18 @@ compatibility checks, and compilation.
 A private run of a Flax module (the BERT classifier, or one of its pieces for the benchmark) is one SPU
 program of one dict of named inputs, each with one owner:
 
-| input                              | owner       | visibility | how often                                    |
-| ---------------------------------- | ----------- | ---------- | -------------------------------------------- |
-| `params`                           | model owner | secret     | per model (sent again with every run here)   |
-| `words`, `mask`, `types` (data)    | data owner  | secret     | per inference                                |
-| `correlation`                      | dealer      | secret     | fresh per inference (protocol GeLU)          |
-| `linear`                           | dealer      | secret     | B once per model; A and C fresh per inference|
-| `linear_public`                    | nobody      | public     | once per model (E = W - B and 2^16 units)    |
+| input                              | owner       | visibility | how often                                      |
+| ---------------------------------- | ----------- | ---------- | ---------------------------------------------- |
+| `params`                           | model owner | secret     | per model (sent again with every run here)     |
+| `words`, `mask`, `types` (data)    | data owner  | secret     | per inference                                  |
+| `correlation`                      | dealer      | secret     | fresh per inference (protocol GeLU)            |
+| `linear`                           | dealer      | secret     | fresh per inference (fixed-mask A and C)       |
+| `weight_masks`                     | parties     | secret     | kept from the setup program (shares of B)      |
+| `masked_weights`                   | parties     | public     | kept from the setup program (E = W - B opened) |
+
+With fixed-mask products a setup program runs first, once per model (`linear.setup_function`): inputs
+`weights` (model owner) and `weight_masks` (dealer), output E, opened inside the protocol; the parties keep
+E and their shares of B (`held`). The dealer's inputs travel as seeds plus corrections (`dealing.py`).
 
 Where the dealt randomness and the fixed masks go is read off the module itself (`trace_sites`): every
 product with a fixed weight is a `model.Dense` or `model.WordEmbed` call, products called on the same
@@ -21,6 +26,7 @@ restates the architecture.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -29,20 +35,25 @@ import jax.numpy as jnp
 import numpy as np
 import spu.libspu as libspu
 
-from . import linear
+from . import dealing, linear
 from .approx import ApproxSet, sine
 from .model import BertIntermediate, Dense, WordEmbed
 from .openings import low_words, recording
 from .randomness import Dealer
 from .spu_runner import FIELDS, PROTOCOLS, SPU_COMPILER_OPTIONS, Program, Simulation, compile_named
 
-MODEL_OWNER, DATA_OWNER, DEALER, PUBLIC = "model_owner", "data_owner", "dealer", "public"
-DEALT = ("correlation", "linear")  # the dealer's inputs
-INPUT_OWNERS = {"params": MODEL_OWNER, "correlation": DEALER, "linear": DEALER, "linear_public": PUBLIC}  # else: data owner
+MODEL_OWNER, DATA_OWNER, DEALER, HELD = "model_owner", "data_owner", "dealer", "held"
+DEALT = ("correlation", "linear")  # the dealer's inputs of the main program
+PUBLIC_INPUTS = ("masked_weights",)
+INPUT_OWNERS = {"params": MODEL_OWNER, "correlation": DEALER, "linear": DEALER, "weight_masks": HELD, "masked_weights": HELD}  # else: data owner
+SETUP_OWNERS = {"weights": MODEL_OWNER, "weight_masks": DEALER}
 
 
-def owner(name: str) -> str:
-    """Who provides the input `name` (module doc's table): data inputs are the data owner's."""
+def owner(name: str, setup: bool = False) -> str:
+    """Who provides the input `name` of the main program (module doc's table: data inputs are the data
+    owner's; `held` ones the parties kept from the setup program) or, with `setup`, of the setup program."""
+    if setup:
+        return SETUP_OWNERS[name]
     return INPUT_OWNERS.get(name, DATA_OWNER)
 
 
@@ -64,10 +75,9 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
 SIMULATION_DEALER = "in-process (simulation)"
 
 
-def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER, fixed_mask: bool = False) -> dict:
+def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER) -> dict:
     """What a run may claim (semi-honest parties): {"private", "private_why", "dealer"} for `protocol`, with
-    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process");
-    `fixed_mask`: the fixed-mask setup computed E = W - B from the plaintext weights."""
+    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process")."""
     if protocol == "semi2k":
         why = ("SPU 0.9.5's SEMI2K takes its Beaver triples from the trusted-first-party provider: party 0 generates "
                "them and can unmask every product's inputs (the wheel has a trusted-third-party client but no server)")
@@ -80,8 +90,6 @@ def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER, fixed_m
         private = True
         if dealt:
             why += "; the dealt masks come from a dealer that sees no share and colludes with no party"
-        if fixed_mask:
-            why += "; the fixed-mask setup computed E = W - B from the plaintext weights, so that dealer must be one the model owner trusts"
     return {"private": private, "private_why": why, "dealer": dealer if dealt else None}
 
 
@@ -148,17 +156,6 @@ def deal_correlation(sites: Sites, approx: ApproxSet, dealer: Dealer | None = No
     return tree
 
 
-def offline_bytes(simulation: Simulation, dealt: dict) -> int:
-    """Bytes the dealer sends per inference: shares of every correlation value and of the fixed-mask
-    products' fresh A and C (B is the setup's)."""
-    leaves = []
-    if dealt.get("correlation") is not None:
-        leaves += jax.tree_util.tree_leaves(dealt["correlation"])
-    if dealt.get("linear") is not None:
-        leaves += linear.fresh_leaves(dealt["linear"])
-    return simulation.share_bytes(leaves) if leaves else 0
-
-
 class ProgramBuilder:
     """Builds the private program of `module` called as `module(*data)` with the approximations `approx`:
     sites (traced, per input shape), the dealer's inputs, the named inputs, the compiled program (cached per
@@ -186,13 +183,42 @@ class ProgramBuilder:
             self._sites[key] = trace_sites(self.module, *(jax.ShapeDtypeStruct(np.shape(data[n]), data[n].dtype) for n in self.data_names))
         return self._sites[key]
 
-    def setup(self, params: dict, protocol: str, dealer: Dealer, data: dict) -> linear.FixedMasks | None:
-        """Once per model and protocol: the fixed masks of the products `linear.prefers_mask` under `protocol`
-        (None with SPU's own products). `data`: example inputs (their shapes locate the products)."""
+    def param_shapes(self, data: dict) -> dict:
+        """The module's parameter tree as ShapeDtypeStructs, for inputs shaped like `data` (no weights needed:
+        the dealer's view)."""
+        shaped = {n: jax.ShapeDtypeStruct(np.shape(data[n]), data[n].dtype) for n in self.data_names}
+        return jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *(jnp.zeros(d.shape, d.dtype) for d in shaped.values())))["params"]
+
+    def setup(self, protocol: str, data: dict, dealer: Dealer | None = None) -> linear.FixedMasks | None:
+        """Once per model and protocol: which products are fixed-mask ones under `protocol` (None with SPU's
+        own products) and, with `dealer`, the dealer's B for each. `data`: example inputs (their shapes
+        locate the products)."""
         self.check(protocol)
         if self.linear_layers == "spu":
             return None
-        return linear.setup_masks(params, list(self.sites(data).products), protocol, dealer)
+        return linear.setup_masks(self.param_shapes(data), list(self.sites(data).products), protocol, dealer)
+
+    def setup_program(self, masks: linear.FixedMasks) -> Program:
+        """The compiled setup program of `masks` (`linear.setup_function`: E = [W] - [B] opened; inputs
+        "weights" of the model owner and "weight_masks" of the dealer)."""
+        shapes = {"weights": masks.public_shapes(), "weight_masks": masks.public_shapes()}
+        return self.compile(shapes, setup=True)[0]
+
+    def run_setup(self, simulation: Simulation, params: dict, masks: linear.FixedMasks) -> dict:
+        """Run the setup program in `simulation` (the model owner shares its weights, the dealer deals B
+        seed-based); the parties' kept shares go to `masks.held`. Returns the setup's cost: {"send_bytes":
+        everything it sends (the weight shares, the dealer's bytes, the opening), "model_owner_bytes",
+        "dealer_bytes", "online": the opening's Cost}."""
+        program = self.setup_program(masks)
+        weights = masks.weights(params)
+        dealt = dealing.deal_inputs({"weight_masks": masks.weight_masks()}, simulation.protocol)
+        b_shares = dealt.shares()["weight_masks"]
+        per_party, cost = simulation.run(program, {"weights": weights, "weight_masks": masks.public_shapes()}, held={"weight_masks": b_shares}, keep=True)
+        masks.held = {"weight_masks": b_shares, "masked_weights": per_party}
+        dealer_bytes = dealt.send_bytes
+        owner_bytes = simulation.share_bytes(weights)
+        return {"send_bytes": owner_bytes + dealer_bytes + cost.send_bytes, "model_owner_bytes": owner_bytes,
+                "dealer_bytes": dealer_bytes, "online": cost}
 
     def deal(self, data: dict, masks: linear.FixedMasks | None, dealer: Dealer | None = None) -> dict:
         """The dealer's inputs of one run on inputs shaped like `data`: {"correlation", "linear"} (those
@@ -209,14 +235,31 @@ class ProgramBuilder:
 
     def inputs(self, params: dict, data: dict, masks: linear.FixedMasks | None = None, dealt: dict | None = None) -> dict:
         """The program's named inputs: the weights (without the masked kernels), the data, the dealt values
-        and the public masked weights."""
+        and, as shapes, what the parties kept from the setup program."""
         unknown = set(data) - set(self.data_names)
         if unknown or len(data) != len(self.data_names):
             raise ValueError(f"data inputs {sorted(data)} do not match the module's {list(self.data_names)}")
         named = {"params": masks.strip(params) if masks is not None else params, **data, **(dealt or {})}
         if masks is not None:
-            named["linear_public"] = masks.public
+            named["weight_masks"] = masks.public_shapes()
+            named["masked_weights"] = masks.public_shapes()
         return named
+
+    def run(self, simulation, params: dict, data: dict, masks: linear.FixedMasks | None, dealer: Dealer,
+            record_openings: bool = False) -> tuple[Any, Any, dict | None]:
+        """One private run in `simulation` (a `Simulation`, or a cluster's runner): deal (seed-based, from
+        `dealer`), share, run. Returns (output, online Cost, offline: {"send_bytes": what the dealer sends,
+        "seconds": its time} or None)."""
+        if masks is not None and masks.held is None:
+            raise ValueError("the fixed-mask setup has not run: call run_setup first")
+        start = time.perf_counter()
+        dealt = self.deal(data, masks, dealer)
+        shares = dealing.deal_inputs(dealt, simulation.protocol) if dealt else None
+        offline = {"send_bytes": shares.send_bytes, "seconds": time.perf_counter() - start} if dealt else None
+        inputs = self.inputs(params, data, masks, dealt)
+        program = self.compile(jax.tree_util.tree_map(_shape, inputs), record_openings)[0]
+        out, cost = simulation.run(program, inputs, dealt=shares, held=masks.held if masks is not None else None)
+        return out, cost, offline
 
     def function(self, record_openings: bool = False) -> Callable[[dict], Any]:
         """inputs -> output: the module applied to named inputs (plain JAX; what SPU compiles). Without dealt
@@ -225,33 +268,46 @@ class ProgramBuilder:
 
         def run(inputs: dict):
             variables = {"params": inputs["params"]}
-            for collection in ("correlation", "linear", "linear_public"):
+            for collection in DEALT + ("weight_masks", "masked_weights"):
                 if inputs.get(collection) is not None:
                     variables[collection] = inputs[collection]
             out = self.module.apply(variables, *(inputs[n] for n in self.data_names))
             return self.output(out) if self.output else out
 
-        def run_recording(inputs: dict):
-            with recording() as opened:
-                out = run(inputs)
-            return out, low_words(opened)
+        return _recording(run) if record_openings else run
 
-        return run_recording if record_openings else run
-
-    def compile(self, inputs: dict, record_openings: bool = False) -> tuple[Program, bool]:
-        """The compiled program for inputs shaped like `inputs` (arrays or ShapeDtypeStructs); `linear_public`
-        is public, the rest secret. Returns (program, whether it was compiled now)."""
+    def compile(self, inputs: dict, record_openings: bool = False, setup: bool = False) -> tuple[Program, bool]:
+        """The compiled program (the setup program with `setup`) for inputs shaped like `inputs` (arrays or
+        ShapeDtypeStructs); `masked_weights` is public, the rest secret. Returns (program, whether it was
+        compiled now)."""
         leaves, tree = jax.tree_util.tree_flatten(inputs)
-        key = (tree, tuple((np.shape(a), np.dtype(a.dtype).name) for a in leaves), record_openings)
+        key = (tree, tuple((np.shape(a), np.dtype(a.dtype).name) for a in leaves), record_openings, setup)
         if key in self._programs:
             return self._programs[key], False
         copts = libspu.CompilerOptions(**SPU_COMPILER_OPTIONS)
-        public = tuple(n for n in inputs if owner(n) == PUBLIC)
-        self._programs[key] = compile_named(self.function(record_openings), inputs, public, copts=copts, name=self.name)
+        public = tuple(n for n in inputs if n in PUBLIC_INPUTS and not setup)
+        fn = linear.setup_function if setup else self.function()
+        fn = _recording(fn) if record_openings else fn
+        self._programs[key] = compile_named(fn, inputs, public, copts=copts, name=f"{self.name}_setup" if setup else self.name)
         return self._programs[key], True
 
     def shapes(self, params: dict, data: dict, masks: linear.FixedMasks | None) -> dict:
-        """`inputs` as ShapeDtypeStructs for compiling without dealing (masked weights as they are: public)."""
-        named = self.inputs(params, data, masks, self.deal(data, masks))
-        shaped = lambda a: a if isinstance(a, jax.ShapeDtypeStruct) else jax.ShapeDtypeStruct(np.shape(a), a.dtype)
-        return {k: (v if k == "linear_public" else jax.tree_util.tree_map(shaped, v)) for k, v in named.items()}
+        """`inputs` as ShapeDtypeStructs for compiling without dealing."""
+        return jax.tree_util.tree_map(_shape, self.inputs(params, data, masks, self.deal(data, masks)))
+
+
+def _shape(a) -> jax.ShapeDtypeStruct:
+    """An input's shape and program dtype: ring values (uint64, dealt) enter as int32."""
+    dtype = np.dtype(a.dtype)
+    return jax.ShapeDtypeStruct(np.shape(a), np.int32 if dtype == np.uint64 else dtype)
+
+
+def _recording(fn: Callable) -> Callable:
+    """fn, also returning every value it opens (as int32 words): (output, openings)."""
+
+    def run_recording(inputs: dict):
+        with recording() as opened:
+            out = fn(inputs)
+        return out, low_words(opened)
+
+    return run_recording

@@ -7,8 +7,11 @@ by default, FM128 (fraction bits 40) as an option.
 What is secret and what is public:
 - Every array argument is secret-shared (VIS_SECRET): model weights belong to the model owner, the
   one-hot tokens, token types and padding mask to the data owner. No computing party sees any of them.
-  The exception is what a caller marks public (`public_args`): the masked weights W - B of the
-  fixed-mask linear layers (`linear.py`), uniform on the ring and so no secret.
+  The exception is what a caller marks public (`public_args`, `compile_named`'s `public`): the masked
+  weights E = W - B of the fixed-mask linear layers (`linear.py`), opened by their setup program, uniform
+  on the ring and so no secret.
+- Inputs may also arrive already shared (`Simulation.run`'s `dealt`: the dealer's seed-based shares,
+  `dealing.py`; `held`: what the parties kept from an earlier program).
 - Shapes are public: batch, sequence length (the padded length, not the true one: the mask is secret),
   vocabulary and layer sizes, and the program itself (which approximation, how many iterations).
 - Outputs are revealed to whoever reconstructs them (in the simulation: the caller, standing in for the
@@ -176,15 +179,16 @@ class Program:
     def mlir(self) -> str:
         return self.executable.code.decode("utf-8")
 
-    def flat_inputs(self, args: tuple) -> list[np.ndarray]:
-        """`args` flattened in the program's input order, checked against its structure and shapes."""
+    def flat_inputs(self, args: tuple, skip: tuple[str, ...] = ()) -> list[np.ndarray | None]:
+        """`args` flattened in the program's input order, checked against its structure and shapes; the
+        inputs named in `skip` (arriving as shares: shapes or ShapeDtypeStructs suffice) as None."""
         flat, tree = jax.tree_util.tree_flatten(args)
         if tree != self.in_tree:
             raise ValueError(f"arguments do not match the compiled program's structure:\n{tree}\nvs\n{self.in_tree}")
         for i, (a, (shape, dtype)) in enumerate(zip(flat, self.in_shapes)):
             if np.shape(a) != tuple(shape):
                 raise ValueError(f"input {i} has shape {np.shape(a)}, the program was compiled for {tuple(shape)}")
-        return [np.asarray(a, dtype) for a, (_, dtype) in zip(flat, self.in_shapes)]
+        return [None if n in skip else np.asarray(a, dtype) for a, n, (_, dtype) in zip(flat, self.names, self.in_shapes)]
 
 
 def compile_program(
@@ -259,10 +263,22 @@ class Simulation:
         per_element, header = cache[dtype]
         return per_element * n + header
 
-    def run(self, program: Program, *args) -> tuple[Any, Cost]:
-        """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost)."""
+    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: bool = False) -> tuple[Any, Cost]:
+        """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost).
+        Inputs that arrive as shares have shapes only in `args`: `dealt` (a `dealing.DealtInputs`: the
+        dealer's seed-based shares) and `held` ({input name: [party][leaf shares]}: what the parties kept
+        from an earlier program). `keep`: return each party's output shares unreconstructed ([party][output]),
+        for the parties to keep."""
         vis = lambda public: libspu.Visibility.VIS_PUBLIC if public else libspu.Visibility.VIS_SECRET
-        shares = [self.io.make_shares(a, vis(p)) for a, p in zip(program.flat_inputs(args), program.public)]
+        preshared = (held or {}) | (dealt.shares() if dealt is not None else {})
+        flat = program.flat_inputs(args, tuple(preshared))
+        shares = [self.io.make_shares(a, vis(p)) if a is not None else None for a, p in zip(flat, program.public)]
+        for name, per_party in preshared.items():
+            slots = [i for i, n in enumerate(program.names) if n == name]
+            if len(per_party) != self.world_size or any(len(s) != len(slots) for s in per_party):
+                raise ValueError(f"preshared {name!r}: expected {self.world_size} parties x {len(slots)} shares")
+            for k, i in enumerate(slots):
+                shares[i] = [party[k] for party in per_party]
 
         desc = libspu.link.Desc()
         for rank in range(self.world_size):
@@ -292,6 +308,8 @@ class Simulation:
         if errors:
             log_tail = "\n".join(captured["text"].strip().splitlines()[-5:])
             raise RuntimeError(f"SPU {self.protocol} run failed: {errors[0]}\n{log_tail}") from errors[0]
-        outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]
         cost = parse_profile(captured["text"], seconds, self.world_size) if self.config.enable_pphlo_profile else None
+        if keep:
+            return results, cost
+        outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]
         return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost

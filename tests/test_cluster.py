@@ -89,28 +89,40 @@ def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
-# ABY3 with the secformer preset (its GeLU randomness comes from the dealer process); SEMI2K with PUMA's
-# (nothing to deal: the dealer only joins and leaves)
-@pytest.mark.parametrize("name, preset", [("3pc_aby3", "secformer"), ("2pc_semi2k", "puma")])
-def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset):
+# ABY3 with the secformer preset and fixed-mask products (the dealer process deals B for the setup, then A,
+# C and the GeLU masks); SEMI2K with PUMA's and SPU's own products (nothing to deal: the dealer only joins
+# and leaves)
+@pytest.mark.parametrize("name, preset, linear_layers", [("3pc_aby3", "secformer", "fixed-mask"), ("2pc_semi2k", "puma", "spu")])
+def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linear_layers):
     path = local_config(tmp_path, name)
     config = load_config(path)
     out = launch_inference(path, TEXT, max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=300,
-                           approx_args=["--approx", preset])
+                           approx_args=["--approx", preset], linear_layers=linear_layers)
 
     checkpoint = load_checkpoint(tiny_checkpoint[0])
-    classifier = PrivateClassifier(checkpoint, PRESETS[preset])
+    classifier = PrivateClassifier(checkpoint, PRESETS[preset], linear_layers=linear_layers)
     encoded = encode(checkpoint.tokenizer, TEXT, None, 16)
     simulated = classifier(encoded, config.protocol)
     np.testing.assert_allclose(out["logits"], simulated.logits[0], atol=2e-3)
+    assert out["linear"] == linear_layers
+    # the dealer's bytes (seeds and corrections, as the parties received them) and the setup's equal the
+    # simulation's: the same seed-based dealing
+    if simulated.offline is None:
+        assert out["offline"] is None
+    else:
+        assert out["offline"]["send_bytes"] == simulated.offline["send_bytes"] > 0
+    if linear_layers == "fixed-mask":
+        assert out["setup"]["online_bytes"] == simulated.setup["online"].send_bytes > 0
+        assert out["setup"]["dealer_bytes"] == simulated.setup["dealer_bytes"] > 0
+        assert out["setup"]["model_owner_bytes"] == pytest.approx(simulated.setup["model_owner_bytes"], rel=1e-3)
     assert np.argmax(out["logits"]) == np.argmax(simulated.plaintext_logits[0])
     # communication is deterministic: the party processes send exactly what the simulated parties send
     assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
     assert out["cost"]["send_actions"] == simulated.cost.send_actions
     assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
-    # a separate dealer dealt the GeLU masks: the run is private under ABY3, not under SEMI2K (party 0 deals
-    # SPU's own triples)
-    dealt = PRESETS[preset].needs_correlation
+    # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3, not under
+    # SEMI2K (party 0 deals SPU's own triples)
+    dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"
     assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol == "aby3")
     # who received what (each process's ledger of received messages): only the data owner receives output
     # shares, the dealer receives only the model owner's stop (no data), the model owner only control messages
@@ -122,10 +134,13 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset):
     assert [(sender, kind) for sender, kind, _ in received[DEALER]] == [(MODEL_OWNER, "stop")]
     kinds = {role: {kind for _, kind, _ in msgs} for role, msgs in received.items()}
     assert "outputs" in kinds[DATA_OWNER] and all("outputs" not in kinds[r] for r in config.roles() if r != DATA_OWNER)
-    assert kinds[MODEL_OWNER] <= {"request", "done", "bye"}
+    assert kinds[MODEL_OWNER] <= {"request", "done", "bye", "kept"}
+    # the setup's E stays with the parties: they answer the model owner with their profiles only
+    assert all(size < 100_000 for _, kind, size in received[MODEL_OWNER] if kind == "kept")
     for party in config.parties:
-        senders = {sender for sender, kind, _ in received[party.id] if kind == "shares"}
+        senders = {sender for sender, kind, _ in received[party.id] if kind in ("shares", "dealt")}
         assert senders == {DATA_OWNER, MODEL_OWNER} | ({DEALER} if dealt else set())  # the dealer's shares go to every party
+        assert all(sender == DEALER for sender, kind, _ in received[party.id] if kind == "dealt")
     values = [f"{v:.3f}" for v in out["logits"]]
     for role in [r for r in config.roles() if r != DATA_OWNER]:
         log = (tmp_path / "logs" / f"{role}.log").read_text()
@@ -186,3 +201,18 @@ def test_data_owner_input_error_ends_the_run(tmp_path, tiny_checkpoint):
     path = local_config(tmp_path, "3pc_aby3", connect_timeout_s=60)
     with pytest.raises(LaunchError, match=r"data_owner exited with status 2(.|\n)*text is empty"):
         launch_inference(path, "   ", max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=120)
+
+
+def test_a_dealer_started_with_other_arguments_is_named(tmp_path, tiny_checkpoint):
+    """A hand-started dealer whose --max-length differs from the model owner's: the parties refuse its shares
+    with a message that says what to check, instead of failing inside SPU."""
+    path = local_config(tmp_path, "2pc_semi2k")
+    model = ["--model", str(tiny_checkpoint[0]), "--approx", "secformer"]
+    with Supervisor(tmp_path / "logs") as sup:
+        for role in ("p0", "p1"):
+            sup.start(role, node_command(path, role))
+        sup.start(MODEL_OWNER, node_command(path, MODEL_OWNER, *model, "--max-length", "16"))
+        sup.start(DEALER, node_command(path, DEALER, *model, "--max-length", "8"))
+        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--text", TEXT, "--max-length", "16", "--model", str(tiny_checkpoint[0])))
+        with pytest.raises(LaunchError, match="was the dealer started with the model owner's"):
+            sup.wait(list(sup.procs), 120)

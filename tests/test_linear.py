@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from secformer_jax import linear
+from secformer_jax import dealing, linear
 from secformer_jax.approx import PRESETS
 from secformer_jax.bench.model import model_records
 from secformer_jax.bench.network import LAN, WAN
@@ -14,23 +14,11 @@ from secformer_jax.inference import classifier_builder
 from secformer_jax.model import Dense
 from secformer_jax.program import ProgramBuilder
 from secformer_jax.randomness import Dealer
-from secformer_jax.spu_runner import Simulation, compile_program
+from secformer_jax.spu_runner import Simulation, compile_named
 
 from conftest import tiny_config, tiny_params
 
 U64 = np.uint64
-
-
-def ring_value(hi, lo):
-    return (hi.astype(np.int64).astype(U64) << U64(32)) + lo.astype(np.int64).astype(U64)
-
-
-def test_ring_words_round_trip():
-    rng = np.random.default_rng(0)
-    edges = np.array([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63, 2**64 - 1], U64)
-    v = np.concatenate([edges, rng.integers(0, 2**64 - 1, 1000, dtype=U64, endpoint=True)])
-    hi, lo = linear.to_words(v)
-    assert hi.dtype == lo.dtype == np.int32 and (ring_value(hi, lo) == v).all()
 
 
 def test_which_products_pay():
@@ -51,17 +39,17 @@ def test_the_dealer_masks_the_weight_and_deals_fresh_products():
     rng = np.random.default_rng(1)
     params = _dense(rng, 8, 4)
     masks = linear.setup_masks(params, [SITE], "semi2k", Dealer())
-    e = ring_value(*masks.public["dense"]["kernel"])
-    b = masks.weight_masks[("dense",)]
-    w = np.round(params["dense"]["kernel"].astype(np.float64) * 2**16).astype(np.int64).astype(U64)
-    assert (e + b == w).all() and masks.public["dense"]["unit"] == 2**16
+    w = np.round(params["dense"]["kernel"].astype(np.float64) * 2**16).astype(np.int32)
+    assert (masks.weights(params)["dense"]["kernel"] == w).all()  # the model owner's setup input
+    b = masks.weight_masks()["dense"]["kernel"]
+    assert b.dtype == U64 and linear.setup_masks(params, [SITE], "semi2k", None).b is None  # the model owner draws no B
     first, second = masks.deal([SITE], Dealer()), masks.deal([SITE], Dealer())
     for dealt in (first, second):
-        a, product = ring_value(*dealt["dense"]["input"]), dealt["dense"]["kernel"]
-        assert (ring_value(product.b_hi, product.b_lo) == b).all()
-        assert (ring_value(product.c_hi, product.c_lo) == np.matmul(a, b)).all()  # C = A B mod 2^64
-    assert not (first["dense"]["input"].a_lo == second["dense"]["input"].a_lo).all()  # fresh per inference
+        assert (dealt["dense"]["kernel"] == np.matmul(dealt["dense"]["input"], b)).all()  # C = A B mod 2^64
+    assert not (first["dense"]["input"] == second["dense"]["input"]).all()  # fresh per inference
     assert "kernel" not in masks.strip(params)["dense"] and "kernel" in params["dense"]
+    with pytest.raises(ValueError, match="below 2\\^15"):
+        masks.weights({"dense": {"kernel": np.full((8, 4), 2.0**15, np.float32)}})
 
 
 @pytest.mark.parametrize("protocol, per_input, per_output", [("semi2k", 16, 8), ("aby3", 24, 28)])
@@ -71,12 +59,21 @@ def test_a_masked_product_under_spu(protocol, per_input, per_output):
     rng = np.random.default_rng(2)
     params, x = _dense(rng)["dense"], rng.normal(0, 1, (1, 32, 64)).astype(np.float32)
     builders = {layers: ProgramBuilder(Dense(256), ("x",), PRESETS["plaintext"], linear_layers=layers) for layers in linear.LINEAR_LAYERS}
-    masks = builders["fixed-mask"].setup(params, protocol, Dealer(), {"x": x})
-    inputs = builders["fixed-mask"].inputs(params, {"x": x}, masks, builders["fixed-mask"].deal({"x": x}, masks, Dealer()))
-    assert "kernel" not in inputs["params"]  # the model owner does not send a masked kernel
+    builder = builders["fixed-mask"]
+    masks = builder.setup(protocol, {"x": x}, Dealer())
+    assert "kernel" not in builder.inputs(params, {"x": x}, masks)["params"]  # the model owner does not send a masked kernel
     sim = Simulation(protocol)
-    out, cost = sim.run(builders["fixed-mask"].compile(inputs)[0], inputs)
+    setup = builder.run_setup(sim, params, masks)
+    out, cost, offline = builder.run(sim, params, {"x": x}, masks, Dealer())
     want = x.astype(np.float64) @ params["kernel"] + params["bias"]
+    # the setup opened E = W - B (every party holds the same public E) and cost one opening of W's size
+    w = np.round(params["kernel"].astype(np.float64) * 2**16).astype(np.int64).astype(U64)
+    (b,) = masks.b.values()
+    assert all((dealing.public_ring(party[0]) == w - b).all() for party in masks.held["masked_weights"])
+    assert setup["online"].send_bytes == per_input * params["kernel"].size  # an opening, as D's
+    # seed-based dealing: one correction share of A and C travels (SEMI2K to one party, ABY3 to two) plus the seeds
+    corrections, seeds = {"semi2k": (1, 1), "aby3": (2, 4)}[protocol]
+    assert offline["send_bytes"] == corrections * 8 * (x.size + want.size) + 32 * seeds
     bound = 2.0**-17 * np.abs(x).sum(-1, keepdims=True) + 2.0**-14
     assert (np.abs(out - want) <= bound).all()
     assert cost.send_bytes == per_input * x.size + per_output * want.size
@@ -94,11 +91,11 @@ def test_a_bert_with_fixed_mask_products_matches_plaintext_and_costs_less():
     data = {"words": np.eye(config.vocab_size, dtype=np.float32)[ids], "mask": np.ones((1, 8), np.float32), "types": np.eye(2, dtype=np.float32)[np.zeros_like(ids)]}
     builder, own_builder = (classifier_builder(config, approx, linear_layers=layers) for layers in ("fixed-mask", "spu"))
     plain = np.asarray(jax.jit(builder.function())({"params": params, "words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}))
-    masks = builder.setup(params, "semi2k", Dealer(), data)
+    masks = builder.setup("semi2k", data, Dealer())
     assert len(masks.sites) == 2 + 4 * config.num_hidden_layers + 1  # every product in SEMI2K
     sim = Simulation("semi2k")
-    inputs = builder.inputs(params, data, masks, builder.deal(data, masks, Dealer()))
-    masked, cost = sim.run(builder.compile(inputs)[0], inputs)
+    builder.run_setup(sim, params, masks)
+    masked, cost, _ = builder.run(sim, params, data, masks, Dealer())
     own_inputs = own_builder.inputs(params, data)
     own, own_cost = sim.run(own_builder.compile(own_inputs)[0], own_inputs)
     own_error = np.abs(own - plain).max()  # SPU's fixed point under MPCFormer's approximations: ~5e-3 here
@@ -141,12 +138,12 @@ def test_the_opened_input_is_spread_over_the_ring_whatever_x_is():
     range is +-2^45): spread over the ring, the same for a constant x and for a varying one."""
     from scipy import stats
 
-    rng = np.random.default_rng(4)
     x = np.concatenate([np.full(3000, -6.0), np.full(3000, 0.5), np.linspace(-8, 8, 3000)]).astype(np.float32)[None]
-    a = linear.InputMask(*linear.to_words(Dealer().stream("A").uint64(x.shape)))
-    fn = lambda unit, x, a: jax.lax.bitcast_convert_type(linear.open_input(x, a, unit), x.dtype)
-    args = (np.int32(1 << 16), x, a)
-    opened, _ = Simulation("semi2k").run(compile_program(fn, *args, public_args=(0,)), *args)
+    a = Dealer().stream("A").uint64(x.shape)
+    fn = lambda inputs: jax.lax.bitcast_convert_type(linear.open_input(inputs["x"], inputs["a"]), np.float32)
+    inputs = {"x": x, "a": jax.ShapeDtypeStruct(x.shape, np.int32)}
+    sim = Simulation("semi2k")
+    opened, _ = sim.run(compile_named(fn, inputs), inputs, dealt=dealing.deal_inputs({"a": a}, "semi2k"))
     opened = opened[0]
     assert np.median(np.abs(opened)) > 2.0**40
     for other in (opened[3000:6000], opened[6000:]):

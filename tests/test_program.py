@@ -10,6 +10,8 @@ import pytest
 from secformer_jax.approx import PRESETS, resolve_approx
 from secformer_jax.inference import classifier_builder
 from secformer_jax.program import check_settings, owner, privacy
+from secformer_jax.randomness import Dealer
+from secformer_jax.spu_runner import Simulation
 
 from conftest import tiny_config, tiny_params
 
@@ -55,18 +57,20 @@ def test_inputs_are_named_and_owned_and_programs_cached():
     params = jax.tree_util.tree_map(np.asarray, tiny_params(config))
     builder = classifier_builder(config, resolve_approx("mpcformer", gelu="secformer"), linear_layers="fixed-mask")
     data = _data(config)
-    from secformer_jax.randomness import Dealer
 
-    masks = builder.setup(params, "semi2k", Dealer(), data)
+    masks = builder.setup("semi2k", data, Dealer())
     inputs = builder.inputs(params, data, masks, builder.deal(data, masks, Dealer()))
-    assert sorted(inputs) == ["correlation", "linear", "linear_public", "mask", "params", "types", "words"]
+    assert sorted(inputs) == ["correlation", "linear", "mask", "masked_weights", "params", "types", "weight_masks", "words"]
     assert {n: owner(n) for n in inputs} == {
-        "correlation": "dealer", "linear": "dealer", "linear_public": "public", "params": "model_owner",
+        "correlation": "dealer", "linear": "dealer", "masked_weights": "held", "weight_masks": "held", "params": "model_owner",
         "mask": "data_owner", "types": "data_owner", "words": "data_owner",
     }
+    assert {n: owner(n, setup=True) for n in ("weights", "weight_masks")} == {"weights": "model_owner", "weight_masks": "dealer"}
     program, new = builder.compile(builder.shapes(params, data, masks))
-    assert new and builder.compile(inputs) == (program, False)  # values or shapes: one program
-    assert all(p == (name == "linear_public") for p, name in zip(program.public, program.names))
+    assert new and builder.compile(builder.shapes(params, data, builder.setup("semi2k", data))) == (program, False)  # one program
+    assert all(p == (name == "masked_weights") for p, name in zip(program.public, program.names))
+    with pytest.raises(ValueError, match="setup has not run"):
+        builder.run(Simulation("semi2k"), params, data, masks, Dealer())
     with pytest.raises(ValueError, match="do not match the module's"):
         builder.inputs(params, {"words": data["words"]})
 
@@ -78,5 +82,4 @@ def test_privacy_claims():
     assert privacy("aby3", False)["dealer"] is None
     assert not privacy("aby3", True, "data owner")["private"]
     assert privacy("cheetah", False)["private"]
-    assert "plaintext weights" in privacy("aby3", True, fixed_mask=True)["private_why"]
     assert "plaintext weights" not in privacy("aby3", True)["private_why"]

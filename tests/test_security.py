@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from secformer_jax import linear
+from secformer_jax import dealing
 from secformer_jax.approx import PRESETS, sine
 from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.inference import PrivateClassifier, encode
@@ -79,7 +79,8 @@ def test_every_opening_of_a_private_bert_is_uniform_and_fresh(tiny_classifier, p
 
 
 def test_the_public_masked_weights_say_nothing_about_the_weights():
-    """E = W - B, public: uniform whatever W is (here W = 0). Catches: B leaked into or dropped from E."""
+    """E = [W] - [B], opened by the setup program: uniform whatever W is (here W = 0), the same at every
+    party, and E + B = W. Catches: B dropped from or leaked into the opening."""
     config = tiny_config(vocab_size=100)
     params = jax.tree_util.tree_map(lambda w: np.zeros_like(np.asarray(w)), tiny_params(config))
     from secformer_jax.inference import classifier_builder
@@ -87,8 +88,12 @@ def test_the_public_masked_weights_say_nothing_about_the_weights():
     builder = classifier_builder(config, PRESETS["puma"], linear_layers="fixed-mask")
     data = {"words": np.eye(100, dtype=np.float32)[np.arange(1, 7)][None], "mask": np.ones((1, 6), np.float32),
             "types": np.eye(2, dtype=np.float32)[np.zeros((1, 6), int)]}
-    masks = builder.setup(params, "semi2k", Dealer(), data)
-    leaves = jax.tree_util.tree_leaves(masks.public, is_leaf=lambda v: isinstance(v, linear.MaskedWeight))
-    low = np.concatenate([v.e_lo.ravel() for v in leaves if isinstance(v, linear.MaskedWeight)])
-    high = np.concatenate([v.e_hi.ravel() for v in leaves if isinstance(v, linear.MaskedWeight)])
-    assert uniform_words(low) > 1e-4 and uniform_words(high) > 1e-4
+    masks = builder.setup("semi2k", data, Dealer())
+    builder.run_setup(Simulation("semi2k"), params, masks)
+    per_party = [[dealing.public_ring(s) for s in party] for party in masks.held["masked_weights"]]
+    b = jax.tree_util.tree_leaves(masks.weight_masks())
+    assert all((e0 == e1).all() for e0, e1 in zip(*per_party))
+    assert all(((e + bb) == 0).all() for e, bb in zip(per_party[0], b))  # W = 0
+    e = np.concatenate([v.ravel() for v in per_party[0]])
+    assert uniform_words((e & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)) > 1e-4
+    assert uniform_words((e >> np.uint64(32)).astype(np.uint32).view(np.int32)) > 1e-4

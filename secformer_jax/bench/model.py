@@ -34,7 +34,7 @@ from transformers import BertConfig
 from ..approx import METHODS, PRESETS, ApproxSet, sine
 from ..inference import classifier_builder
 from ..model import BertEmbeddings, BertLayer, init_params
-from ..program import ProgramBuilder, offline_bytes, privacy
+from ..program import ProgramBuilder, privacy
 from ..randomness import Dealer
 from ..spu_runner import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, Cost, Simulation, compile_program
 from .network import Network
@@ -69,13 +69,18 @@ class _Run:
 
     def __init__(self, builder: ProgramBuilder, params: dict, data: dict):
         self.builder, self.params, self.data = builder, jax.tree_util.tree_map(np.asarray, params), data
+        self._setup: dict = {}
 
-    def prepare(self, protocol: str, dealer: Dealer):
-        """(program, inputs, dealt, masks) under `protocol`: masks set up and randomness dealt by `dealer`."""
-        masks = self.builder.setup(self.params, protocol, dealer, self.data)
-        dealt = self.builder.deal(self.data, masks, dealer)
-        inputs = self.builder.inputs(self.params, self.data, masks, dealt)
-        return self.builder.compile(inputs)[0], inputs, dealt, masks
+    def run(self, simulation: Simulation, dealer: Dealer) -> tuple[np.ndarray, Cost, dict | None, dict | None]:
+        """(output, online cost, offline, setup) of one run in `simulation`; the fixed-mask setup (B dealt by
+        `dealer`, E opened) once per protocol, the per-run randomness fresh from `dealer`."""
+        protocol = simulation.protocol
+        if protocol not in self._setup:
+            masks = self.builder.setup(protocol, self.data, dealer)
+            self._setup[protocol] = (masks, self.builder.run_setup(simulation, self.params, masks) if masks is not None else None)
+        masks, setup = self._setup[protocol]
+        out, cost, offline = self.builder.run(simulation, self.params, self.data, masks, dealer)
+        return out, cost, offline, setup
 
 
 def _module_run(module, data_names, approx, field, linear_layers, data: dict, output=None, name="piece") -> _Run:
@@ -163,7 +168,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
 
     fixed_mask = linear_layers == "fixed-mask"
     if fixed_mask and runners:
-        raise ValueError("fixed-mask linear layers run in the simulation only (the cluster path sends no public inputs)")
+        raise ValueError("fixed-mask linear layers run in the simulation only here (the harness's cluster driver runs no setup program; "
+                         "`secformer launch --linear fixed-mask` runs them with one process per party)")
     full = model_config(model)
     total_layers = full.num_hidden_layers
     measured = total_layers if layers is None else layers
@@ -195,10 +201,9 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             sim = simulations[protocol]
             costs, offline, setup, error = {}, {}, {}, None
             for n, run in runs.items():
-                program, inputs, dealt, masks = run.prepare(protocol, new_dealer())
-                out, costs[n] = sim.run(program, inputs)
-                offline[n] = offline_bytes(Simulation(protocol, field), dealt)
-                setup[n] = 2 * _ring_value_bytes(protocol, field) * sum(b.size for b in masks.weight_masks.values()) if masks else 0
+                out, costs[n], dealt, setup_cost = run.run(sim, new_dealer())
+                offline[n] = dealt["send_bytes"] if dealt else 0
+                setup[n] = setup_cost["send_bytes"] if setup_cost else 0
                 if n == measured:
                     plain_inputs = {"params": run.params, "words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
                     error = float(np.max(np.abs(out - np.asarray(jax.jit(run.builder.function())(plain_inputs)))))
@@ -208,8 +213,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             by_category = {}
             for cat, (piece, count) in pieces.items():
                 if isinstance(piece, _Run):
-                    program, inputs, *_ = piece.prepare(protocol, new_dealer())
-                    cost = sim.run(program, inputs)[1]
+                    cost = piece.run(sim, new_dealer())[1]
                 else:
                     fn, args = piece
                     cost = sim.run(compile_program(fn, *args, copts=libspu.CompilerOptions(**SPU_COMPILER_OPTIONS), name=cat), *args)[1]
@@ -224,21 +228,16 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             records.append(
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
-                    **privacy(protocol, bool(dealt_what), fixed_mask=fixed_mask),
+                    **privacy(protocol, bool(dealt_what)),
                     "extrapolated": measured < total_layers, **cost_fields(total, networks),
                     "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
                     "offline": {"send_bytes": round(_extrapolated(offline, measured, total_layers)),
-                                "what": " + ".join(dealt_what) + " (shares sent by the dealer)"} if dealt_what else None,
+                                "what": " + ".join(dealt_what) + " (seeds and corrections sent by the dealer)"} if dealt_what else None,
                     "setup": {"send_bytes": round(_extrapolated(setup, measured, total_layers)),
-                              "what": "once per model: W - B to every party, shares of B (fixed-mask products)"} if fixed_mask else None,
+                              "what": "once per model: the model owner's shares of W, the dealer's of B, and the opening of E = W - B (fixed-mask products)"} if fixed_mask else None,
                 }
             )
     return records
-
-
-def _ring_value_bytes(protocol: str, field: str) -> float:
-    """Bytes of one ring element's shares, all parties together."""
-    return Simulation(protocol, field).share_bytes([np.zeros(1024, np.int32)]) / 1024
 
 
 def runs_per_method(protocols, layers, total_layers) -> int:

@@ -107,12 +107,13 @@ class Supervisor:
 
 
 def launch_inference(
-    config_path, text: str, *, text_pair=None, max_length: int = 64, model=None, approx_args=(), timeout: float = 900.0,
-    log_dir=None, on_start=None,
+    config_path, text: str, *, text_pair=None, max_length: int = 64, model=None, approx_args=(), linear_layers: str = "spu",
+    timeout: float = 900.0, log_dir=None, on_start=None,
 ) -> dict:
     """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine; return the
     data owner's result (see `node.classify_text`) with "log_dir" added. `approx_args`: the model owner's
-    approximation flags (e.g. ["--approx", "secformer"]); `on_start(supervisor)` is called once all started."""
+    approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
+    and dealer); `on_start(supervisor)` is called once all started."""
     config = load_config(config_path)  # refuse a bad config before starting anything
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
     result_path = log_dir / "data_owner.json"
@@ -120,8 +121,9 @@ def launch_inference(
     with Supervisor(log_dir) as sup:
         for party in config.parties:
             sup.start(party.id, node_command(config_path, party.id))
-        sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *model_args, *approx_args, "--max-length", str(max_length)))
-        sup.start(DEALER, node_command(config_path, DEALER, *model_args, *approx_args, "--max-length", str(max_length)))
+        owner_args = [*model_args, *approx_args, "--max-length", str(max_length), "--linear", linear_layers]
+        sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *owner_args))
+        sup.start(DEALER, node_command(config_path, DEALER, *owner_args))
         pair = ["--text-pair", text_pair] if text_pair else []
         sup.start(DATA_OWNER, node_command(
             config_path, DATA_OWNER, "--text", text, *pair, "--max-length", str(max_length), *model_args, "--json", str(result_path)
@@ -152,11 +154,11 @@ class LocalCluster:
                 raise LaunchError(failed) from e
             raise
 
-    def run(self, program, *args):
+    def run(self, program, *args, **kwargs):
         failed = self.supervisor.failure()
         if failed:
             raise LaunchError(failed)
-        return self.driver.run(program, *args)
+        return self.driver.run(program, *args, **kwargs)
 
     def close(self) -> None:
         try:

@@ -6,14 +6,16 @@
   length the data owner asks for, and shares its weights;
 - the data owner (`--party data_owner --text ...`) tokenises with the model's public tokenizer, shares
   its inputs and is the only one to receive (and print) the logits;
-- the dealer (`--party dealer --model DIR --approx NAME --max-length N`) reads only the model's public
-  architecture (config.json), deals the randomness the program needs for that padded length (fresh,
-  `randomness.Dealer`), sends each party its shares and waits for the model owner's stop (the one message
+- the dealer (`--party dealer --model DIR --approx NAME --max-length N --linear L`) reads only the model's
+  public architecture (config.json), deals what the programs need for that padded length (fresh,
+  `randomness.Dealer`; with fixed-mask products first B for the setup, then A, C and the GeLU masks), sends
+  each party its seeds and corrections (`dealing.py`) and waits for the model owner's stop (the one message
   it receives: no data).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jax
@@ -28,18 +30,30 @@ from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
 from .roles import _log, run_data_owner, run_dealer, run_model_owner, run_party
 
 
-def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -> None:
+def _shaped_data(bert, seq_len: int) -> dict:
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, np.float32)
+    return {"words": f32(1, seq_len, bert.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, bert.type_vocab_size)}
+
+
+def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, linear_layers: str = "spu", log=_log) -> None:
     """The model owner's side of one inference."""
-    from ..inference import PrivateClassifier
+    from ..inference import classifier_builder
     from ..sentiment_head import load_classifier
 
-    def serve(seq_len: int):
+    def serve(seq_len: int) -> dict:
         checkpoint, head = load_classifier(model_dir, approx, seq_len, log)
-        classifier = PrivateClassifier(checkpoint, approx, config.field)
-        classifier.simulation(config.protocol)  # the compatibility checks, before compiling
-        program, seconds = classifier.program(seq_len, config.protocol)
-        log(f"{MODEL_OWNER}: compiled {checkpoint.config.num_hidden_layers} layers x {seq_len} tokens in {seconds:.1f} s")
         c = checkpoint.config
+        builder = classifier_builder(c, approx, config.field, linear_layers)
+        builder.check(config.protocol)  # the compatibility checks, before compiling
+        data = _shaped_data(c, seq_len)
+        masks = builder.setup(config.protocol, data)  # which products are masked (shapes only: B is the dealer's)
+        start = time.perf_counter()
+        program = builder.compile(builder.shapes(checkpoint.params, data, masks))[0]
+        log(f"{MODEL_OWNER}: compiled {c.num_hidden_layers} layers x {seq_len} tokens in {time.perf_counter() - start:.1f} s")
+        params = masks.strip(checkpoint.params) if masks is not None else checkpoint.params
+        setup = None
+        if masks is not None:
+            setup = (builder.setup_program(masks), [np.asarray(w) for w in jax.tree_util.tree_leaves(masks.weights(checkpoint.params))])
         facts = {
             "model": str(checkpoint.path),
             "vocab_size": c.vocab_size,
@@ -47,15 +61,17 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, log=_log) -
             "num_labels": c.num_labels,
             "id2label": {str(k): v for k, v in (getattr(c, "id2label", None) or {}).items()},
             "approx": approx.to_dict(),
+            "linear": linear_layers,
             "head": head,
         }
-        return program, [np.asarray(w) for w in jax.tree_util.tree_leaves(checkpoint.params)], facts
+        return {"program": program, "weights": [np.asarray(w) for w in jax.tree_util.tree_leaves(params)], "facts": facts, "setup": setup}
 
     run_model_owner(config, serve, log)
 
 
 def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_length: int, tokenizer_dir=None, log=_log) -> dict:
-    """The data owner's side of one inference: its result as a dict (logits, prediction, cost)."""
+    """The data owner's side of one inference: its result as a dict (logits, prediction, cost, the dealer's
+    bytes as the parties received them, the fixed-mask setup's bytes)."""
     from ..inference import encode, one_hot_inputs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_model_dir()))
@@ -66,10 +82,12 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         data = dict(zip(("words", "mask", "types"), one_hot_inputs(encoded, facts["vocab_size"], facts["type_vocab_size"])))
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(data)]
 
-    logits, cost, facts = run_data_owner(config, max_length, make_inputs, log)
+    logits, cost, facts, dealt = run_data_owner(config, max_length, make_inputs, log)
     logits = np.asarray(logits)[0]
     labels = facts["id2label"]
     top = str(int(logits.argmax()))
+    fixed_mask = facts["linear"] == "fixed-mask"
+    needs_dealer = ApproxSet(**facts["approx"]).needs_correlation or fixed_mask
     return {
         "text": text,
         "text_pair": text_pair,
@@ -84,35 +102,43 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         "prediction": None if facts["num_labels"] == 1 else labels.get(top, top),
         "head": facts["head"],
         "cost": cost.to_dict(),
-        "linear": "spu",
-        **privacy(config.protocol, ApproxSet(**facts["approx"]).needs_correlation, "separate process"),
+        "linear": facts["linear"],
+        "offline": {"send_bytes": dealt["offline"], "what": "the dealer's seeds and corrections for this inference, as the parties received them"} if needs_dealer else None,
+        "setup": dealt["setup"],
+        **privacy(config.protocol, needs_dealer, "separate process"),
     }
 
 
-def deal_for(config: ClusterConfig, model_dir, approx: ApproxSet, max_length: int) -> list[np.ndarray]:
-    """The dealer's side: the randomness the model's program needs for `max_length` tokens, as the program's
-    dealt inputs in its input order; from the checkpoint's public config.json only (never its weights)."""
+def deal_for(config: ClusterConfig, model_dir, approx: ApproxSet, max_length: int, linear_layers: str = "spu") -> list[list[np.ndarray]]:
+    """The dealer's side: what the model's programs need for `max_length` tokens, per job in job order (with
+    fixed-mask products: B for the setup, then the inference's A, C and GeLU masks), each in the program's
+    input order; from the checkpoint's public config.json only (never its weights). A fresh key per run."""
     from ..inference import classifier_builder
 
     bert = load_config(Path(model_dir) if model_dir is not None else default_model_dir())
-    builder = classifier_builder(bert, approx, config.field)
-    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, np.float32)
-    shapes = {"words": f32(1, max_length, bert.vocab_size), "mask": f32(1, max_length), "types": f32(1, max_length, bert.type_vocab_size)}
-    dealt = builder.deal(shapes, None, Dealer())  # a fresh key: fresh masks every inference
-    return [np.asarray(a) for a in jax.tree_util.tree_leaves(dealt)]
+    builder = classifier_builder(bert, approx, config.field, linear_layers)
+    builder.check(config.protocol)
+    data = _shaped_data(bert, max_length)
+    dealer = Dealer()  # a fresh key: fresh masks every inference
+    masks = builder.setup(config.protocol, data, dealer)
+    jobs = [] if masks is None else [jax.tree_util.tree_leaves(masks.weight_masks())]
+    dealt = builder.deal(data, masks, dealer)
+    if dealt:
+        jobs.append(jax.tree_util.tree_leaves(dealt))
+    return [[np.asarray(a) for a in values] for values in jobs]
 
 
-def run_node(config: ClusterConfig, party: str, *, text=None, text_pair=None, max_length=64, model=None, approx=None, log=_log):
+def run_node(config: ClusterConfig, party: str, *, text=None, text_pair=None, max_length=64, model=None, approx=None, linear_layers="spu", log=_log):
     """Run `party`'s role; the data owner returns its result, the others None."""
     if party == DATA_OWNER:
         if text is None:
             raise ValueError("the data owner needs --text")
         return classify_text(config, text, text_pair, max_length, model, log)
     if party == MODEL_OWNER:
-        serve_model(config, model, approx, log)
+        serve_model(config, model, approx, linear_layers, log)
         return None
     if party == DEALER:
-        run_dealer(config, lambda: deal_for(config, model, approx, max_length), log)
+        run_dealer(config, lambda: deal_for(config, model, approx, max_length, linear_layers), log)
         return None
     run_party(config, party, log)
     return None

@@ -7,13 +7,17 @@ architecture, approximations, padded length) comes from the model owner; each pa
 of the outputs to the data owner alone, who reconstructs the logits.
 
 A job on the I/O link (ranks: 0 data owner, 1 model owner, 2 dealer, 3 + i party i):
-1. model owner -> each party: {"kind": "job", "input_owners": [rank per program input], "receiver": rank}
-   and the serialized executable;
-2. each input owner -> each party: {"kind": "shares", ...} with that party's shares of its inputs (the
-   dealer's: the dealt randomness; the dealer receives nothing, it derives the public shapes from its own
-   arguments);
-3. each party runs the program on the MPC link, then -> receiver: its output shares and its SPU profile;
+1. model owner -> each party: {"kind": "job", "input_owners": [per program input: an owner's rank, or the
+   name of what the party kept from an earlier job], "receiver": rank, "keep": {...}} and the serialized
+   executable;
+2. each input owner -> each party: {"kind": "shares", ...} with that party's shares of its inputs; the
+   dealer sends {"kind": "dealt", ...}: seeds and corrections (`dealing.Bundle`), from which the party builds
+   its shares itself (the dealer receives nothing, it derives the public shapes from its own arguments);
+3. each party runs the program on the MPC link, then -> receiver: its output shares (or, for a job whose
+   outputs it keeps, none), its SPU profile and the dealer's bytes it received;
 4. model owner -> each party: the next job, or {"kind": "stop"}.
+With fixed-mask products the first job is the setup program (E = [W] - [B] opened): the parties keep their
+shares of B (its "weight_masks" inputs) and E (its outputs, "masked_weights") for the inference's job.
 Every failure is reported to the peers that wait on the failing process ({"kind": "abort"}); a process
 that vanishes is caught by the receive timeout (or, under `launch`, by the supervisor at once).
 """
@@ -30,7 +34,8 @@ import numpy as np
 import spu.api as spu_api
 import spu.libspu as libspu
 
-from ..program import owner
+from .. import dealing
+from ..program import HELD, owner
 from ..spu_runner import Cost, Program, capture_spu_log, parse_profile
 from . import wire
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
@@ -56,6 +61,7 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
     log(f"{party_id}: joining the I/O link at {config.parties[index].io_address}")
     io = wire.connect_io(config, party_id)
     owners = [DO_RANK, MO_RANK]
+    kept: dict[str, list] = {}  # what earlier jobs left with this party (setup: shares of B, E)
     try:
         mpc = wire.connect_mpc(config, index)
         log(f"{party_id}: connected ({config.protocol}, {len(config.parties)} parties)")
@@ -69,7 +75,7 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
                 raise wire.PeerError(f"expected a job from {MODEL_OWNER}, got {header['kind']!r}")
             executable = libspu.Executable()
             executable.ParseFromString(blobs[0])
-            shares = _receive_inputs(io, config, header["input_owners"], len(executable.input_names))
+            shares, dealt_bytes = _receive_inputs(io, config, index, header, len(executable.input_names), kept)
             runtime = spu_api.Runtime(mpc, config.runtime_config())
             with capture_spu_log() as captured:
                 start = time.perf_counter()
@@ -78,9 +84,16 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
                 runtime.run(executable)
                 outputs = [runtime.get_var(n) for n in executable.output_names]
                 seconds = time.perf_counter() - start
+            keep = header.get("keep", {})
+            for name, slots in keep.get("inputs", {}).items():
+                kept[name] = [shares[i] for i in slots]
+            if keep.get("outputs"):
+                kept[keep["outputs"]], outputs = outputs, []
             profile = "\n".join(line for line in captured["text"].splitlines() if any(k in line for k in _PROFILE_LINES))
             entries, out_blobs = wire.pack_shares(outputs)
-            wire.send(io, header["receiver"], {"kind": "outputs", "outputs": entries, "seconds": seconds, "profile": profile}, out_blobs)
+            kind = "kept" if keep.get("outputs") else "outputs"  # "kept": no output shares, the profile only
+            wire.send(io, header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "profile": profile,
+                                               "dealt_bytes": dealt_bytes}, out_blobs)
             jobs += 1
             log(f"{party_id}: job {jobs} ({executable.name}) ran in {seconds:.2f} s")
     except BaseException as e:
@@ -88,50 +101,98 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
         raise
 
 
-def _receive_inputs(io, config: ClusterConfig, input_owners: list[int], count: int) -> list:
+def _receive_inputs(io, config: ClusterConfig, index: int, job: dict, count: int, kept: dict) -> tuple[list, int]:
+    """This party's shares of a job's inputs, in order: from each owner's message, the dealer's built from
+    its seeds and corrections (checked against the job's input shapes), the kept ones from `kept`; and the
+    dealer's bytes received."""
+    input_owners = job["input_owners"]
     if len(input_owners) != count:
         raise wire.PeerError(f"the job names {len(input_owners)} input owners for {count} program inputs")
     shares: list = [None] * count
     roles = config.roles()
-    for owner in sorted(set(input_owners)):
+    dealt_bytes = 0
+    for name in sorted({o for o in input_owners if isinstance(o, str)}):
+        slots = [i for i, o in enumerate(input_owners) if o == name]
+        if len(kept.get(name, ())) != len(slots):
+            raise wire.PeerError(f"the job reads {len(slots)} kept {name!r} values, this party kept {len(kept.get(name, ()))}")
+        for i, share in zip(slots, kept[name]):
+            shares[i] = share
+    for owner in sorted({o for o in input_owners if not isinstance(o, str)}):
         header, blobs = wire.recv(io, owner, roles[owner])
         slots = [i for i, o in enumerate(input_owners) if o == owner]
-        received = wire.unpack_shares(header.get("inputs", []), blobs)
-        if header["kind"] != "shares" or len(received) != len(slots):
+        if header["kind"] == "dealt" and owner == DEALER_RANK:
+            bundle = dealing.Bundle.from_wire(header, blobs)
+            if bundle.rank != index or bundle.protocol != config.protocol:
+                raise wire.PeerError(f"the dealer sent shares for party {bundle.rank} under {bundle.protocol}, this is party {index} under {config.protocol}")
+            expected = [tuple(job["shapes"][i]) for i in slots]
+            if bundle.shapes != expected:
+                raise wire.PeerError(f"the dealer dealt {len(bundle.shapes)} values shaped {bundle.shapes[:3]}..., the job expects "
+                                     f"{len(expected)} shaped {expected[:3]}...: was the dealer started with the model owner's "
+                                     "--model, --approx, --max-length and --linear?")
+            received, dealt_bytes = bundle.shares(), bundle.send_bytes
+        elif header["kind"] == "shares":
+            received = wire.unpack_shares(header.get("inputs", []), blobs)
+        else:
+            raise wire.PeerError(f"expected shares from {roles[owner]}, got {header['kind']!r}")
+        if len(received) != len(slots):
             raise wire.PeerError(f"{roles[owner]} sent {len(received)} shares, the job expects {len(slots)}")
         for i, share in zip(slots, received):
             shares[i] = share
-    return shares
+    return shares, dealt_bytes
 
 
-def send_job(io, config: ClusterConfig, program: Program, input_owners: list[int], receiver: int) -> None:
-    """Model owner: announce `program` to every party, inputs from `input_owners`, outputs to `receiver`."""
+def send_job(io, config: ClusterConfig, program: Program, input_owners: list, receiver: int, keep: dict | None = None) -> None:
+    """Model owner: announce `program` to every party, inputs from `input_owners` (ranks, or names of kept
+    values), outputs to `receiver`; `keep`: {"inputs": {name: [input slots]}, "outputs": name}, what the
+    parties keep for later jobs."""
     code = program.executable.SerializeToString()
+    shapes = [list(shape) for shape, _ in program.in_shapes]
     for rank in _party_ranks(config):
-        wire.send(io, rank, {"kind": "job", "input_owners": input_owners, "receiver": receiver}, [code])
+        wire.send(io, rank, {"kind": "job", "input_owners": input_owners, "receiver": receiver, "keep": keep or {}, "shapes": shapes}, [code])
 
 
-def send_inputs(io, config: ClusterConfig, values: list[np.ndarray]) -> None:
-    """An owner: secret-share `values` and send each party its shares."""
+def input_owners(program: Program, setup: bool = False) -> list:
+    """Per program input: the rank that sends it, or the name the parties kept it under."""
+    ranks = []
+    for name in program.names:
+        role = owner(name, setup)
+        ranks.append(name if role == HELD else _RANK_OF_OWNER.get(role, DO_RANK))
+    return ranks
+
+
+def send_dealt(io, config: ClusterConfig, values: list[np.ndarray]) -> int:
+    """The dealer: seed-based shares of `values` (`dealing.deal`) to each party; returns the bytes sent."""
+    bundles = dealing.deal(values, config.protocol)
+    for bundle, rank in zip(bundles, _party_ranks(config)):
+        wire.send(io, rank, *bundle.to_wire())
+    return sum(b.send_bytes for b in bundles)
+
+
+def send_inputs(io, config: ClusterConfig, values: list[np.ndarray]) -> int:
+    """An owner: secret-share `values` and send each party its shares; returns the bytes of shares sent."""
     spu_io = spu_api.Io(len(config.parties), config.runtime_config())
     per_value = [spu_io.make_shares(v, libspu.Visibility.VIS_SECRET) for v in values]
+    sent = 0
     for p, rank in enumerate(_party_ranks(config)):
         entries, blobs = wire.pack_shares([shares[p] for shares in per_value])
         wire.send(io, rank, {"kind": "shares", "inputs": entries}, blobs)
+        sent += sum(len(b) for b in blobs)
+    return sent
 
 
-def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost]:
+def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, int]:
     """The receiver: every party's output shares, reconstructed; the cost summed over the parties (seconds:
-    the slowest party's run)."""
+    the slowest party's run); the dealer's bytes the parties received for the job."""
     spu_io = spu_api.Io(len(config.parties), config.runtime_config())
-    per_party, profiles, seconds = [], [], []
+    per_party, profiles, seconds, dealt = [], [], [], 0
     for party, rank in zip(config.parties, _party_ranks(config)):
         header, blobs = wire.recv(io, rank, party.id)
         per_party.append(wire.unpack_shares(header["outputs"], blobs))
         profiles.append(header["profile"])
         seconds.append(header["seconds"])
+        dealt += int(header.get("dealt_bytes", 0))
     outputs = [spu_io.reconstruct(list(shares)) for shares in zip(*per_party)]
-    return outputs, parse_profile("\n".join(profiles), max(seconds), len(config.parties))
+    return outputs, parse_profile("\n".join(profiles), max(seconds), len(config.parties)), dealt
 
 
 def stop_parties(io, config: ClusterConfig) -> None:
@@ -139,19 +200,23 @@ def stop_parties(io, config: ClusterConfig) -> None:
         wire.send(io, rank, {"kind": "stop"})
 
 
-def run_model_owner(config: ClusterConfig, serve: Callable[[int], tuple[Program, list[np.ndarray], dict]], log: Callable[[str], None] = _log) -> None:
+def run_model_owner(config: ClusterConfig, serve: Callable[[int], dict], log: Callable[[str], None] = _log) -> None:
     """Model owner: wait for the data owner's request (its public padded length), then `serve(seq_len)`
-    gives (program, the weights in the program's input order, public model facts for the data owner);
-    send the job and the weight shares, and stop the parties once the data owner is done."""
+    gives {"program", "weights" (in the program's input order), "facts" (public, for the data owner),
+    "setup": None or (setup program, its weight inputs)}; run the setup job if any (its bytes go to the data
+    owner), send the inference job and the weight shares, and stop the parties once the data owner is done."""
     log(f"{MODEL_OWNER}: joining the I/O link at {config.model_owner}")
     io = wire.connect_io(config, MODEL_OWNER)
     try:
         request, _ = wire.recv(io, DO_RANK, DATA_OWNER)
         seq_len = int(request["seq_len"])
         log(f"{MODEL_OWNER}: request for {seq_len} tokens; compiling")
-        program, weights, facts = serve(seq_len)
-        wire.send(io, DO_RANK, {"kind": "model", **facts})
-        owners = [_RANK_OF_OWNER.get(owner(name), DO_RANK) for name in program.names]
+        served = serve(seq_len)
+        program, weights = served["program"], served["weights"]
+        wire.send(io, DO_RANK, {"kind": "model", **served["facts"]})
+        if served["setup"] is not None:
+            wire.send(io, DO_RANK, {"kind": "setup", **_run_setup(io, config, *served["setup"], log)})
+        owners = input_owners(program)
         if owners.count(MO_RANK) != len(weights):
             raise ValueError(f"the program takes {owners.count(MO_RANK)} weight arrays, the model owner has {len(weights)}")
         send_job(io, config, program, owners, receiver=DO_RANK)
@@ -166,42 +231,61 @@ def run_model_owner(config: ClusterConfig, serve: Callable[[int], tuple[Program,
         raise
 
 
-def run_dealer(config: ClusterConfig, deal: Callable[[], list[np.ndarray]], log: Callable[[str], None] = _log) -> int:
-    """Dealer: join the I/O link, share `deal()` (the dealt inputs, in the program's input order) with the
-    computing parties, then wait for the model owner's stop (the one message it receives: no data) and answer
-    bye (leaving earlier, or after the model owner, breaks a peer's pending link traffic). What to deal follows from public facts given on its
-    command line (model architecture, approximations, padded length). Returns the number of values dealt."""
+def _run_setup(io, config: ClusterConfig, program: Program, weights: list[np.ndarray], log) -> dict:
+    """The fixed-mask setup job: the parties open E = [W] - [B] and keep E and their shares of B; returns
+    its bytes (the model owner's shares, the dealer's seeds and corrections, the opening)."""
+    keep = {"inputs": {"weight_masks": [i for i, n in enumerate(program.names) if n == "weight_masks"]}, "outputs": "masked_weights"}
+    send_job(io, config, program, input_owners(program, setup=True), receiver=MO_RANK, keep=keep)
+    owner_bytes = send_inputs(io, config, weights)
+    _, cost, dealer_bytes = collect_outputs(io, config)
+    log(f"{MODEL_OWNER}: setup done (E = W - B opened by the parties, {cost.send_bytes:,} bytes)")
+    return {"send_bytes": owner_bytes + dealer_bytes + cost.send_bytes, "model_owner_bytes": owner_bytes,
+            "dealer_bytes": dealer_bytes, "online_bytes": cost.send_bytes}
+
+
+def run_dealer(config: ClusterConfig, deal: Callable[[], list[list[np.ndarray]]], log: Callable[[str], None] = _log) -> int:
+    """Dealer: join the I/O link, deal `deal()` (per job with dealt inputs, in job order: the setup's B, then
+    the inference's randomness; each in the program's input order) to the computing parties as seeds and
+    corrections, then wait for the model owner's stop (the one message it receives: no data) and answer bye
+    (leaving earlier, or after the model owner, breaks a peer's pending link traffic). What to deal follows
+    from public facts given on its command line (model architecture, approximations, padded length, linear
+    layers). Returns the bytes sent."""
     log(f"{DEALER}: joining the I/O link at {config.dealer}")
     io = wire.connect_io(config, DEALER)
     try:
-        values = deal()
-        if values:
-            send_inputs(io, config, values)
-        count = sum(v.size for v in values)
-        log(f"{DEALER}: dealt {count:,} values to {len(config.parties)} parties" if values else f"{DEALER}: nothing to deal for this program")
+        jobs = deal()
+        sent = sum(send_dealt(io, config, values) for values in jobs)
+        count = sum(v.size for values in jobs for v in values)
+        log(f"{DEALER}: dealt {count:,} values to {len(config.parties)} parties ({sent:,} bytes of seeds and corrections)" if jobs else f"{DEALER}: nothing to deal for this program")
         header, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
         if header["kind"] != "stop":
             raise wire.PeerError(f"expected stop from {MODEL_OWNER}, got {header['kind']!r}")
         wire.send(io, MO_RANK, {"kind": "bye"})  # the model owner leaves after this: no send of ours outlives a peer
-        return count
+        return sent
     except BaseException as e:
         wire.abort(io, _party_ranks(config), f"{DEALER}: {e}")
         raise
 
 
-def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[dict], list[np.ndarray]], log: Callable[[str], None] = _log) -> tuple[np.ndarray, Cost, dict]:
+def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[dict], list[np.ndarray]], log: Callable[[str], None] = _log) -> tuple[np.ndarray, Cost, dict, dict]:
     """Data owner: ask for a `seq_len` program, build its secret inputs from the model's public facts
-    (`make_inputs(facts)`: every input not the model owner's, in the program's input order), share them, and reconstruct the outputs; returns (first output, cost, facts)."""
+    (`make_inputs(facts)`: every input of the data owner, in the program's input order), share them, and
+    reconstruct the outputs; returns (first output, cost, facts, {"offline": the dealer's bytes for this
+    inference as the parties received them, "setup": the fixed-mask setup's bytes or None})."""
     log(f"{DATA_OWNER}: joining the I/O link at {config.data_owner}")
     io = wire.connect_io(config, DATA_OWNER)
     try:
         wire.send(io, MO_RANK, {"kind": "request", "seq_len": seq_len})
         facts, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+        setup = None
+        if facts.get("linear") == "fixed-mask":
+            setup, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+            setup.pop("kind")
         send_inputs(io, config, make_inputs(facts))
         log(f"{DATA_OWNER}: inputs shared; waiting for the parties' output shares")
-        outputs, cost = collect_outputs(io, config)
+        outputs, cost, dealt_bytes = collect_outputs(io, config)
         wire.send(io, MO_RANK, {"kind": "done"})
-        return outputs[0], cost, facts
+        return outputs[0], cost, facts, {"offline": dealt_bytes, "setup": setup}
     except BaseException as e:
         wire.abort(io, [MO_RANK] + _party_ranks(config), f"{DATA_OWNER}: {e}")
         raise
@@ -235,13 +319,19 @@ class Driver:
         self._idle = (links[DATA_OWNER], links[DEALER])
         self._closed = False
 
-    def run(self, program: Program, *args) -> tuple[Any, Cost]:
-        if any(program.public):
-            raise ValueError("a program with public inputs (fixed-mask products) cannot run through a cluster yet: its inputs are sent as secret shares")
-        flat = program.flat_inputs(args)
-        send_job(self._io, self.config, program, [MO_RANK] * len(flat), receiver=MO_RANK)
-        send_inputs(self._io, self.config, flat)
-        outputs, cost = collect_outputs(self._io, self.config)
+    def run(self, program: Program, *args, dealt=None, held=None) -> tuple[Any, Cost]:
+        """Like `Simulation.run`: `dealt` (a `dealing.DealtInputs`) goes out from the dealer's endpoint as
+        seeds and corrections; `held` (what parties kept from a setup) is not supported here."""
+        if held:
+            raise ValueError("the harness's cluster runs no setup program: fixed-mask products run under `secformer launch` or in the simulation")
+        names = tuple(dealt.names) if dealt is not None else ()
+        flat = program.flat_inputs(args, names)
+        send_job(self._io, self.config, program, [DEALER_RANK if n in names else MO_RANK for n in program.names], receiver=MO_RANK)
+        send_inputs(self._io, self.config, [v for v in flat if v is not None])
+        if dealt is not None:
+            for bundle, rank in zip(dealt.bundles, _party_ranks(self.config)):
+                wire.send(self._idle[1], rank, *bundle.to_wire())
+        outputs, cost, _ = collect_outputs(self._io, self.config)
         return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost
 
     def close(self) -> None:

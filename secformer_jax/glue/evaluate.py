@@ -134,7 +134,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         labels = examples.labels[index]
         out["spu"] = {
             "protocol": protocol, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
-            **privacy(protocol, approx.needs_correlation or linear_layers == "fixed-mask", fixed_mask=linear_layers == "fixed-mask"),
+            **privacy(protocol, approx.needs_correlation or linear_layers == "fixed-mask"),
             "metrics": compute_metrics(task, spu_preds, labels),
             "plaintext_metrics": compute_metrics(task, plain_preds, labels),
             "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),
