@@ -128,6 +128,7 @@ def _cluster(args) -> dict | None:
     from .cluster import load_config
     from .cluster.launch import launch_inference
     from .cluster.node import run_node
+    from .cluster.roles import peak_rss_bytes
     from .cluster.wire import RECEIVED
 
     if args.command == "launch":
@@ -137,15 +138,19 @@ def _cluster(args) -> dict | None:
             approx_args=approx_flags(args), linear_layers=args.linear, timeout=args.timeout, log_dir=args.log_dir,
         )
         _log(f"  logs of every process: {out['log_dir']}")
-        return out
+        from .provenance import run_meta
+
+        meta = run_meta()
+        return out | {k: meta[k] for k in ("command", "date", "machine", "commit")}
     approx = approx_from_args(args)
     try:
         return run_node(
             load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
             model=args.model, approx=approx, linear_layers=args.linear, log=_log,
         )
-    finally:  # the ledger of what this process received (sender, kind, bytes), for audits and tests
+    finally:  # the ledger of what this process received (sender, kind, bytes), for audits and tests; its peak memory
         _log(f"{args.party}: received {json.dumps(RECEIVED)}")
+        _log(f"{args.party}: peak_rss_bytes {peak_rss_bytes()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,9 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
     assert out["cost"]["send_actions"] == simulated.cost.send_actions
     assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
+    # measured per process: each party's CPU time in the run, each process's peak memory
+    assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
+    assert set(out["peak_rss_bytes"]) == set(config.roles()) and all(m > 50e6 for m in out["peak_rss_bytes"].values())
     # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3, not under
     # SEMI2K (party 0 deals SPU's own triples)
     dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"

@@ -111,7 +111,7 @@ def launch_inference(
     timeout: float = 900.0, log_dir=None, on_start=None,
 ) -> dict:
     """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine; return the
-    data owner's result (see `node.classify_text`) with "log_dir" added. `approx_args`: the model owner's
+    data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" added. `approx_args`: the model owner's
     approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
     and dealer); `on_start(supervisor)` is called once all started."""
     config = load_config(config_path)  # refuse a bad config before starting anything
@@ -132,7 +132,17 @@ def launch_inference(
             on_start(sup)
         sup.wait(list(sup.procs), timeout)
     result = json.loads(result_path.read_text())
-    return result | {"log_dir": str(log_dir)}
+    return result | {"log_dir": str(log_dir), "peak_rss_bytes": _peak_rss(log_dir, list(sup.procs))}
+
+
+def _peak_rss(log_dir: Path, roles: list[str]) -> dict[str, int]:
+    """Each process's peak resident memory, as it logged it when it ended (`secformer node`)."""
+    peaks = {}
+    for role in roles:
+        found = re.findall(rf"^{re.escape(role)}: peak_rss_bytes (\d+)$", (log_dir / f"{role}.log").read_text(errors="replace"), re.M)
+        if found:
+            peaks[role] = int(found[-1])
+    return peaks
 
 
 class LocalCluster:

@@ -70,8 +70,9 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, linear_laye
 
 
 def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_length: int, tokenizer_dir=None, log=_log) -> dict:
-    """The data owner's side of one inference: its result as a dict (logits, prediction, cost, the dealer's
-    bytes as the parties received them, the fixed-mask setup's bytes)."""
+    """The data owner's side of one inference: its result as a dict (logits, prediction, cost, each party
+    process's CPU seconds in the run, the dealer's bytes as the parties received them, the fixed-mask
+    setup's bytes)."""
     from ..inference import encode, one_hot_inputs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_model_dir()))
@@ -102,8 +103,9 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         "prediction": None if facts["num_labels"] == 1 else labels.get(top, top),
         "head": facts["head"],
         "cost": cost.to_dict(),
+        "compute_seconds": dealt["compute_seconds"],
         "linear": facts["linear"],
-        "offline": {"send_bytes": dealt["offline"], "what": "the dealer's seeds and corrections for this inference, as the parties received them"} if needs_dealer else None,
+        "offline": {"send_bytes": dealt["dealt_bytes"], "what": "the dealer's seeds and corrections for this inference, as the parties received them"} if needs_dealer else None,
         "setup": dealt["setup"],
         **privacy(config.protocol, needs_dealer, "separate process"),
     }

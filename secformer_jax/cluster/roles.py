@@ -24,6 +24,7 @@ that vanishes is caught by the receive timeout (or, under `launch`, by the super
 
 from __future__ import annotations
 
+import resource
 import sys
 import threading
 import time
@@ -43,6 +44,17 @@ from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
 DO_RANK, MO_RANK, DEALER_RANK, FIRST_PARTY_RANK = 0, 1, 2, 3
 _RANK_OF_OWNER = {MODEL_OWNER: MO_RANK, DEALER: DEALER_RANK}  # inputs of anyone else: the data owner's
 _PROFILE_LINES = ("- pphlo.", "Link details:")
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time (user + system, all its threads: SPU's pools included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _party_ranks(config: ClusterConfig) -> list[int]:
@@ -78,12 +90,12 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
             shares, dealt_bytes = _receive_inputs(io, config, index, header, len(executable.input_names), kept)
             runtime = spu_api.Runtime(mpc, config.runtime_config())
             with capture_spu_log() as captured:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), _cpu_seconds()
                 for name, share in zip(executable.input_names, shares):
                     runtime.set_var(name, share)
                 runtime.run(executable)
                 outputs = [runtime.get_var(n) for n in executable.output_names]
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
             keep = header.get("keep", {})
             for name, slots in keep.get("inputs", {}).items():
                 kept[name] = [shares[i] for i in slots]
@@ -92,8 +104,8 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
             profile = "\n".join(line for line in captured["text"].splitlines() if any(k in line for k in _PROFILE_LINES))
             entries, out_blobs = wire.pack_shares(outputs)
             kind = "kept" if keep.get("outputs") else "outputs"  # "kept": no output shares, the profile only
-            wire.send(io, header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "profile": profile,
-                                               "dealt_bytes": dealt_bytes}, out_blobs)
+            wire.send(io, header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "cpu_seconds": cpu,
+                                               "profile": profile, "dealt_bytes": dealt_bytes}, out_blobs)
             jobs += 1
             log(f"{party_id}: job {jobs} ({executable.name}) ran in {seconds:.2f} s")
     except BaseException as e:
@@ -180,19 +192,21 @@ def send_inputs(io, config: ClusterConfig, values: list[np.ndarray]) -> int:
     return sent
 
 
-def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, int]:
+def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, dict]:
     """The receiver: every party's output shares, reconstructed; the cost summed over the parties (seconds:
-    the slowest party's run); the dealer's bytes the parties received for the job."""
+    the slowest party's run); {"dealt_bytes": the dealer's bytes the parties received for the job,
+    "compute_seconds": each party process's CPU time in the run}."""
     spu_io = spu_api.Io(len(config.parties), config.runtime_config())
-    per_party, profiles, seconds, dealt = [], [], [], 0
+    per_party, profiles, seconds, cpu, dealt = [], [], [], [], 0
     for party, rank in zip(config.parties, _party_ranks(config)):
         header, blobs = wire.recv(io, rank, party.id)
         per_party.append(wire.unpack_shares(header["outputs"], blobs))
         profiles.append(header["profile"])
         seconds.append(header["seconds"])
-        dealt += int(header.get("dealt_bytes", 0))
+        cpu.append(float(header["cpu_seconds"]))
+        dealt += int(header["dealt_bytes"])
     outputs = [spu_io.reconstruct(list(shares)) for shares in zip(*per_party)]
-    return outputs, parse_profile("\n".join(profiles), max(seconds), len(config.parties)), dealt
+    return outputs, parse_profile("\n".join(profiles), max(seconds), len(config.parties)), {"dealt_bytes": dealt, "compute_seconds": cpu}
 
 
 def stop_parties(io, config: ClusterConfig) -> None:
@@ -237,7 +251,8 @@ def _run_setup(io, config: ClusterConfig, program: Program, weights: list[np.nda
     keep = {"inputs": {"weight_masks": [i for i, n in enumerate(program.names) if n == "weight_masks"]}, "outputs": "masked_weights"}
     send_job(io, config, program, input_owners(program, setup=True), receiver=MO_RANK, keep=keep)
     owner_bytes = send_inputs(io, config, weights)
-    _, cost, dealer_bytes = collect_outputs(io, config)
+    _, cost, reports = collect_outputs(io, config)
+    dealer_bytes = reports["dealt_bytes"]
     log(f"{MODEL_OWNER}: setup done (E = W - B opened by the parties, {cost.send_bytes:,} bytes)")
     return {"send_bytes": owner_bytes + dealer_bytes + cost.send_bytes, "model_owner_bytes": owner_bytes,
             "dealer_bytes": dealer_bytes, "online_bytes": cost.send_bytes}
@@ -270,8 +285,9 @@ def run_dealer(config: ClusterConfig, deal: Callable[[], list[list[np.ndarray]]]
 def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[dict], list[np.ndarray]], log: Callable[[str], None] = _log) -> tuple[np.ndarray, Cost, dict, dict]:
     """Data owner: ask for a `seq_len` program, build its secret inputs from the model's public facts
     (`make_inputs(facts)`: every input of the data owner, in the program's input order), share them, and
-    reconstruct the outputs; returns (first output, cost, facts, {"offline": the dealer's bytes for this
-    inference as the parties received them, "setup": the fixed-mask setup's bytes or None})."""
+    reconstruct the outputs; returns (first output, cost, facts, {"dealt_bytes": the dealer's bytes for this
+    inference as the parties received them, "compute_seconds": each party's CPU time in the run, "setup": the
+    fixed-mask setup's bytes or None})."""
     log(f"{DATA_OWNER}: joining the I/O link at {config.data_owner}")
     io = wire.connect_io(config, DATA_OWNER)
     try:
@@ -283,9 +299,9 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
             setup.pop("kind")
         send_inputs(io, config, make_inputs(facts))
         log(f"{DATA_OWNER}: inputs shared; waiting for the parties' output shares")
-        outputs, cost, dealt_bytes = collect_outputs(io, config)
+        outputs, cost, reports = collect_outputs(io, config)
         wire.send(io, MO_RANK, {"kind": "done"})
-        return outputs[0], cost, facts, {"offline": dealt_bytes, "setup": setup}
+        return outputs[0], cost, facts, reports | {"setup": setup}
     except BaseException as e:
         wire.abort(io, [MO_RANK] + _party_ranks(config), f"{DATA_OWNER}: {e}")
         raise
