@@ -219,3 +219,17 @@ def test_a_dealer_started_with_other_arguments_is_named(tmp_path, tiny_checkpoin
         sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--text", TEXT, "--max-length", "16", "--model", str(tiny_checkpoint[0])))
         with pytest.raises(LaunchError, match="was the dealer started with the model owner's"):
             sup.wait(list(sup.procs), 120)
+
+
+def test_bench_model_through_a_cluster_deals_seed_based(tmp_path):
+    """The harness's cluster path with dealt GeLU randomness: the driver's dealer endpoint sends seeds and
+    corrections; bytes (online and dealt) equal the simulation's."""
+    from secformer_jax.bench.model import model_records
+    from secformer_jax.bench.network import LAN
+
+    path = local_config(tmp_path, "2pc_semi2k")
+    simulated = model_records("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 2, [LAN], dealer_seed=1)[1]
+    with LocalCluster(path, log_dir=tmp_path / "logs") as cluster:
+        clustered = model_records("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 2, [LAN], runners={"semi2k": cluster}, dealer_seed=1)[1]
+    assert clustered["send_bytes"] == simulated["send_bytes"] and clustered["offline"] == simulated["offline"]
+    assert clustered["max_abs_error"] < 0.05
