@@ -44,6 +44,7 @@ def infer(args) -> dict:
     from .program import privacy
 
     from .checkpoint import read_metadata
+    from .cluster.roles import peak_rss_bytes
 
     approx = approx_from_args(args)
     meant = read_metadata(args.model).get("evaluate_with") if args.model is not None else None
@@ -83,6 +84,7 @@ def infer(args) -> dict:
         "cost": result.cost.to_dict(),
         "offline": result.offline,
         "setup": _setup_record(result.setup),
+        "peak_rss_bytes": peak_rss_bytes(),  # this process: compile, every simulated party and the dealer
         **privacy(args.protocol, result.offline is not None),
     }
     return out

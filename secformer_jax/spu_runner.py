@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import resource
 import tempfile
 import threading
 import time
@@ -83,8 +84,8 @@ class OpCost:
 @dataclasses.dataclass
 class Cost:
     """One SPU run's cost: wall seconds of the whole run (all parties, simulated in one process); bytes and
-    send actions summed over all parties (`party_*`: each party's own), and SPU's per-op (pphlo) breakdown,
-    also summed over parties. Summing matters: protocols such as ABY3 pick which party does a step at
+    send actions summed over all parties (`party_*`: each party's own, its compute seconds included), and
+    SPU's per-op (pphlo) breakdown, also summed over parties. Summing matters: protocols such as ABY3 pick which party does a step at
     random, so one party's share varies between runs while the sum does not."""
 
     seconds: float
@@ -95,6 +96,9 @@ class Cost:
     party_send_bytes: list[int]
     party_send_actions: list[int]
     by_op: dict[str, OpCost]
+    # each party's CPU seconds in the run: measured per process with one process per party; in the
+    # simulation, the process's CPU time split in proportion to each party thread's own (`Simulation.run`)
+    party_compute_seconds: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,6 +135,12 @@ def parse_profile(log: str, seconds: float, parties: int) -> Cost:
         seconds, total("sb"), total("rb"), total("sa"), total("ra"),
         [int(m["sb"]) for m in links], [int(m["sa"]) for m in links], by_op,
     )
+
+
+def process_cpu_seconds() -> float:
+    """This process's CPU time so far (user + system, all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 _log_lock = threading.Lock()
@@ -286,29 +296,36 @@ class Simulation:
         results: list = [None] * self.world_size
         errors: list = []
 
+        thread_cpu = [0.0] * self.world_size
+
         def party(rank: int):
             try:
                 config = libspu.RuntimeConfig(self.config)
                 runtime = spu_api.Runtime(libspu.link.create_mem(desc, rank), config)
+                start = time.thread_time()
                 for name, share in zip(program.executable.input_names, shares):
                     runtime.set_var(name, share[rank])
                 runtime.run(program.executable)
                 results[rank] = [runtime.get_var(n) for n in program.executable.output_names]
+                thread_cpu[rank] = time.thread_time() - start
             except BaseException as e:  # surfaced in the caller's thread below
                 errors.append(e)
 
         with capture_spu_log() as captured:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), process_cpu_seconds()
             threads = [threading.Thread(target=party, args=(r,)) for r in range(self.world_size)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, process_cpu_seconds() - cpu_start
         if errors:
             log_tail = "\n".join(captured["text"].strip().splitlines()[-5:])
             raise RuntimeError(f"SPU {self.protocol} run failed: {errors[0]}\n{log_tail}") from errors[0]
         cost = parse_profile(captured["text"], seconds, self.world_size) if self.config.enable_pphlo_profile else None
+        if cost is not None:  # SPU's worker pools serve every party: their time goes in proportion to each party's own
+            own = sum(thread_cpu) or 1.0
+            cost.party_compute_seconds = [cpu * t / own for t in thread_cpu]
         if keep:
             return results, cost
         outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]

@@ -67,11 +67,16 @@ def test_model_categories_and_totals(tiny_model_recs):
 def test_offline_randomness_of_the_masked_sine_is_reported_apart():
     (masked,) = op_records(["gelu"], ["secformer-gelu"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
     (poly,) = op_records(["gelu"], ["secformer_poly"], ["semi2k"], [("small", SMALL)], [LAN, WAN])
-    # the dealer sends, per element, t, two mask words and 2 x 7 sines: one 8-byte share to each of the two
-    # SEMI2K parties (plus a few bytes of serialisation per array)
-    payload = 64 * (3 + 2 * 7) * 2 * 8
-    assert payload <= masked["offline"]["send_bytes"] <= 1.01 * payload
-    assert poly["offline"] is None and masked["send_bytes"] < poly["send_bytes"]
+    # the dealer sends, per element, t, two mask words and 2 x 7 sines, seed-based: party 0 one 32-byte seed,
+    # party 1 the correction share (8 bytes per value)
+    assert masked["offline"]["send_bytes"] == 64 * (3 + 2 * 7) * 8 + 32
+    assert masked["total_bytes"] == masked["send_bytes"] + masked["offline"]["send_bytes"]
+    assert poly["offline"] is None and masked["send_bytes"] < poly["send_bytes"] == poly["total_bytes"]
+    # end to end: each party's measured compute plus its modelled network, never less than either
+    for r in (masked, poly):
+        assert len(r["compute_seconds"]) == 2 and all(c > 0 for c in r["compute_seconds"])
+        assert r["lan_seconds"] >= max(r["network_lan_seconds"], max(r["compute_seconds"]))
+        assert r["lan_seconds"] <= r["network_lan_seconds"] + max(r["compute_seconds"])
 
 
 @pytest.fixture(scope="module")

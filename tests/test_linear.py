@@ -115,7 +115,7 @@ def test_bench_records_fixed_mask_products(tmp_path):
             assert all(mine[c][k] == theirs[c][k] for c in ("softmax", "gelu") for k in ("send_bytes", "send_actions"))
     save(tmp_path, "fixed", {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [], "cost_note": "n"}, records)
     report = (tmp_path / "REPORT.md").read_text()
-    assert "| semi2k | mpcformer, fixed-mask linear |" in report and "once per model)" in report
+    assert "| semi2k | mpcformer, fixed-mask linear |" in report and "| setup MB |" in report
 
 
 @pytest.mark.parametrize(

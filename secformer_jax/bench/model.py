@@ -129,6 +129,7 @@ def _extrapolate(c0: Cost, cn: Cost, measured: int, total: int) -> Cost:
         [round(lin(a, b)) for a, b in zip(c0.party_send_bytes, cn.party_send_bytes)],
         [round(lin(a, b)) for a, b in zip(c0.party_send_actions, cn.party_send_actions)],
         {},
+        [lin(a, b) for a, b in zip(c0.party_compute_seconds, cn.party_compute_seconds)],
     )
 
 
@@ -225,13 +226,14 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 for key, total_value in (("seconds", total.seconds), ("send_bytes", total.send_bytes), ("send_actions", total.send_actions))
             }
             dealt_what = ["dealt GeLU randomness"] * approx.needs_correlation + ["fixed-mask A and C"] * fixed_mask
+            offline_bytes = round(_extrapolated(offline, measured, total_layers))
             records.append(
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
                     **privacy(protocol, bool(dealt_what)),
-                    "extrapolated": measured < total_layers, **cost_fields(total, networks),
+                    "extrapolated": measured < total_layers, **cost_fields(total, networks, offline_bytes),
                     "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
-                    "offline": {"send_bytes": round(_extrapolated(offline, measured, total_layers)),
+                    "offline": {"send_bytes": offline_bytes,
                                 "what": " + ".join(dealt_what) + " (seeds and corrections sent by the dealer)"} if dealt_what else None,
                     "setup": {"send_bytes": round(_extrapolated(setup, measured, total_layers)),
                               "what": "once per model: the model owner's shares of W, the dealer's of B, and the opening of E = W - B (fixed-mask products)"} if fixed_mask else None,

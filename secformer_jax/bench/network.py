@@ -1,6 +1,7 @@
-"""Modelled network time from bytes and messages, kept apart from measured compute time.
+"""Modelled network time from bytes and messages; records add each party's measured compute to it.
 
     network_seconds = max over parties p of ( 8 * send_bytes[p] / bandwidth  +  send_actions[p] * rtt / 2 )
+    end-to-end seconds = max over parties p of ( compute_seconds[p] + that party's network term )
 
 Each send action is counted as one message on the critical path costing a one-way latency (rtt / 2); this
 over-counts when a party's sends overlap, so it is an upper-bound proxy for rounds. Bandwidth is per party.
@@ -22,11 +23,12 @@ class Network:
         if self.bandwidth_bits_per_s <= 0 or self.rtt_s < 0:
             raise ValueError(f"network {self.name!r}: bandwidth must be > 0 and rtt >= 0")
 
+    def party_seconds(self, party_send_bytes: list[int], party_send_actions: list[int]) -> list[float]:
+        """Each party's modelled network time."""
+        return [8.0 * b / self.bandwidth_bits_per_s + a * self.rtt_s / 2.0 for b, a in zip(party_send_bytes, party_send_actions)]
+
     def seconds(self, party_send_bytes: list[int], party_send_actions: list[int]) -> float:
-        return max(
-            8.0 * b / self.bandwidth_bits_per_s + a * self.rtt_s / 2.0
-            for b, a in zip(party_send_bytes, party_send_actions)
-        )
+        return max(self.party_seconds(party_send_bytes, party_send_actions))
 
     def describe(self) -> str:
         return f"{self.name}: {self.bandwidth_bits_per_s / 1e6:g} Mbit/s, {self.rtt_s * 1e3:g} ms RTT"

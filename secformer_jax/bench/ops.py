@@ -146,6 +146,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     (a `cluster.LocalCluster` runs through party processes instead).
     Returns one record per run; `progress(n)` is called after each run.
     """
+    from .. import dealing
     from ..program import privacy
     from ..randomness import Dealer
     from ..spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
@@ -168,13 +169,15 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                 dealt = (case.dealt[method](inputs[0].shape, Dealer().stream(op)),) if method in case.dealt else ()
                 program = compile_program(fn, *inputs, *dealt, name=f"{op}_{method}")
                 for protocol in protocols:
-                    out, cost = simulations[protocol].run(program, *inputs, *dealt)
-                    offline = {"send_bytes": Simulation(protocol, field).share_bytes(dealt)} if dealt else None
+                    # the dealt correlation (the last argument) arrives seed-based, as from a dealer
+                    shares = dealing.deal_inputs({f"arg{len(inputs)}": dealt[0]}, protocol) if dealt else None
+                    out, cost = simulations[protocol].run(program, *inputs, *dealt, dealt=shares)
+                    offline = {"send_bytes": shares.send_bytes, "what": "seeds and corrections sent by the dealer"} if dealt else None
                     records.append(
                         {
                             "kind": "op", "op": op, "method": method, "protocol": protocol, "field": field,
                             "shape_set": label, "shape": list(shapes[op]), "elements": int(np.prod(inputs[0].shape)),
-                            **cost_fields(cost, networks),
+                            **cost_fields(cost, networks, offline["send_bytes"] if offline else 0),
                             "max_abs_error": max_error(case, inputs, out),
                             "error_kind": "relative" if case.relative else "absolute",
                             "offline": offline,

@@ -42,24 +42,53 @@ def _fmt_s(x):
     return f"{x:.2e}" if abs(x) < 0.01 else f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
+def _totals(r: dict) -> dict:
+    """A record's end-to-end figures; records from before compute was measured (no `network_lan_seconds`)
+    have network-only `lan_seconds`/`wan_seconds`, and no compute."""
+    new = "network_lan_seconds" in r
+    offline = r["offline"]["send_bytes"] if r.get("offline") else 0
+    return {
+        "compute": max(r["compute_seconds"]) if new and r.get("compute_seconds") else None,
+        "total_bytes": r.get("total_bytes", r["send_bytes"] + offline),
+        "lan": r["lan_seconds"] if new else None,
+        "network_lan": r["network_lan_seconds"] if new else r["lan_seconds"],
+        "wan": r["wan_seconds"] if new else None,
+        "network_wan": r["network_wan_seconds"] if new else r["wan_seconds"],
+    }
+
+
+def _opt(x, fmt=_fmt_s) -> str:
+    return "-" if x is None else fmt(x)
+
+
+def _ratio(ref, r, key) -> str:
+    return f"{ref[key] / r[key]:.2f}x" if ref and ref.get(key) and r.get(key) else "-"
+
+
 def model_table(records: list[dict]) -> list[str]:
+    """One row per record: end-to-end figures first (compute = the busiest party's CPU seconds; LAN/WAN s =
+    max over parties of compute + modelled network; total = online + dealt bytes), then the network-only
+    figures; ratios vs PUMA of the same run."""
     lines = [
-        "| model | protocol | method | layers (measured) | wall s | MB sent | send actions | LAN s | WAN s | LAN vs PUMA | bytes vs PUMA | max abs err | offline MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | protocol | method | layers (measured) | wall s | compute s | online MB | offline MB | total MB | LAN s | WAN s | "
+        "network-only LAN s | network-only WAN s | send actions | LAN vs PUMA | total bytes vs PUMA | online bytes vs PUMA | max abs err | setup MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     puma = {(r["model"], r["protocol"]): r for r in records if r["method"] == "puma"}
     for r in records:
         if r["method"] == "plaintext":
-            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} |" + " - |" * 14)
             continue
-        ref = puma.get((r["model"], r["protocol"]))
-        lan_ratio = f"{ref['lan_seconds'] / r['lan_seconds']:.2f}x" if ref else "-"
-        byte_ratio = f"{ref['send_bytes'] / r['send_bytes']:.2f}x" if ref else "-"
+        t, ref = _totals(r), puma.get((r["model"], r["protocol"]))
+        tref = _totals(ref) if ref else None
         method = r["method"] + (", fixed-mask linear" if r.get("linear") == "fixed-mask" else "")
+        offline = r["offline"]["send_bytes"] / MB if r.get("offline") else 0
+        setup = f"{r['setup']['send_bytes'] / MB:,.0f}" if r.get("setup") else "-"
         lines.append(
             f"| {r['model']} | {r['protocol']} | {method} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
-            f"{r['send_bytes'] / MB:,.0f} | {r['send_actions']:,} | {_fmt_s(r['lan_seconds'])} | {_fmt_s(r['wan_seconds'])} | "
-            f"{lan_ratio} | {byte_ratio} | {r['max_abs_error']:.2e} | {_offline(r)} |"
+            f"{_opt(t['compute'])} | {r['send_bytes'] / MB:,.0f} | {offline:,.0f} | {t['total_bytes'] / MB:,.0f} | {_opt(t['lan'])} | {_opt(t['wan'])} | "
+            f"{_fmt_s(t['network_lan'])} | {_fmt_s(t['network_wan'])} | {r['send_actions']:,} | {_ratio(tref, t, 'lan')} | "
+            f"{_ratio(tref, t, 'total_bytes')} | {_ratio(ref, r, 'send_bytes')} | {r['max_abs_error']:.2e} | {setup} |"
         )
     return lines
 
@@ -86,14 +115,16 @@ def category_table(records: list[dict]) -> list[str]:
 
 def op_table(records: list[dict]) -> list[str]:
     lines = [
-        "| op | shape | protocol | method | wall s | MB sent | send actions | LAN ms | WAN s | max err | offline MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| op | shape | protocol | method | wall s | compute s | online MB | total MB | send actions | LAN ms | network-only LAN ms | WAN s | max err | offline MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    ms = lambda x: f"{x * 1e3:,.1f}"
     for r in records:
+        t = _totals(r)
         lines.append(
-            f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['protocol']} | {r['method']} | {_fmt_s(r['seconds'])} | "
-            f"{r['send_bytes'] / MB:,.2f} | {r['send_actions']:,} | {r['lan_seconds'] * 1e3:,.1f} | {_fmt_s(r['wan_seconds'])} | "
-            f"{r['max_abs_error']:.1e} ({r['error_kind'][:3]}) | {_offline(r)} |"
+            f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['protocol']} | {r['method']} | {_fmt_s(r['seconds'])} | {_opt(t['compute'])} | "
+            f"{r['send_bytes'] / MB:,.2f} | {t['total_bytes'] / MB:,.2f} | {r['send_actions']:,} | {_opt(t['lan'], ms)} | {ms(t['network_lan'])} | "
+            f"{_fmt_s(t['wan'] if t['wan'] is not None else t['network_wan'])} | {r['max_abs_error']:.1e} ({r['error_kind'][:3]}) | {_offline(r)} |"
         )
     return lines
 

@@ -37,19 +37,13 @@ import spu.libspu as libspu
 
 from .. import dealing
 from ..program import HELD, owner
-from ..spu_runner import Cost, Program, capture_spu_log, parse_profile
+from ..spu_runner import Cost, Program, capture_spu_log, parse_profile, process_cpu_seconds
 from . import wire
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
 
 DO_RANK, MO_RANK, DEALER_RANK, FIRST_PARTY_RANK = 0, 1, 2, 3
 _RANK_OF_OWNER = {MODEL_OWNER: MO_RANK, DEALER: DEALER_RANK}  # inputs of anyone else: the data owner's
 _PROFILE_LINES = ("- pphlo.", "Link details:")
-
-
-def _cpu_seconds() -> float:
-    """This process's CPU time (user + system, all its threads: SPU's pools included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_bytes() -> int:
@@ -90,12 +84,12 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
             shares, dealt_bytes = _receive_inputs(io, config, index, header, len(executable.input_names), kept)
             runtime = spu_api.Runtime(mpc, config.runtime_config())
             with capture_spu_log() as captured:
-                start, cpu_start = time.perf_counter(), _cpu_seconds()
+                start, cpu_start = time.perf_counter(), process_cpu_seconds()
                 for name, share in zip(executable.input_names, shares):
                     runtime.set_var(name, share)
                 runtime.run(executable)
                 outputs = [runtime.get_var(n) for n in executable.output_names]
-                seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+                seconds, cpu = time.perf_counter() - start, process_cpu_seconds() - cpu_start
             keep = header.get("keep", {})
             for name, slots in keep.get("inputs", {}).items():
                 kept[name] = [shares[i] for i in slots]
@@ -206,7 +200,9 @@ def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, 
         cpu.append(float(header["cpu_seconds"]))
         dealt += int(header["dealt_bytes"])
     outputs = [spu_io.reconstruct(list(shares)) for shares in zip(*per_party)]
-    return outputs, parse_profile("\n".join(profiles), max(seconds), len(config.parties)), {"dealt_bytes": dealt, "compute_seconds": cpu}
+    cost = parse_profile("\n".join(profiles), max(seconds), len(config.parties))
+    cost.party_compute_seconds = cpu
+    return outputs, cost, {"dealt_bytes": dealt, "compute_seconds": cpu}
 
 
 def stop_parties(io, config: ClusterConfig) -> None:
