@@ -44,7 +44,7 @@ def infer(args) -> dict:
     from .program import privacy
 
     from .checkpoint import read_metadata
-    from .cluster.roles import peak_rss_bytes
+    from .spu_runner import peak_rss_bytes
 
     approx = approx_from_args(args)
     meant = read_metadata(args.model).get("evaluate_with") if args.model is not None else None
@@ -130,7 +130,7 @@ def _cluster(args) -> dict | None:
     from .cluster import load_config
     from .cluster.launch import launch_inference
     from .cluster.node import run_node
-    from .cluster.roles import peak_rss_bytes
+    from .spu_runner import peak_rss_bytes
     from .cluster.wire import RECEIVED
 
     if args.command == "launch":

@@ -143,6 +143,11 @@ def process_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 _log_lock = threading.Lock()
 # SPU's C++ log goes to the console only when asked (SECFORMER_SPU_LOG=1): its lines otherwise mix into
 # this program's output (e.g. "thread_pool.cc ... Create a fixed thread pool" on stdout).

@@ -24,7 +24,6 @@ that vanishes is caught by the receive timeout (or, under `launch`, by the super
 
 from __future__ import annotations
 
-import resource
 import sys
 import threading
 import time
@@ -44,11 +43,6 @@ from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
 DO_RANK, MO_RANK, DEALER_RANK, FIRST_PARTY_RANK = 0, 1, 2, 3
 _RANK_OF_OWNER = {MODEL_OWNER: MO_RANK, DEALER: DEALER_RANK}  # inputs of anyone else: the data owner's
 _PROFILE_LINES = ("- pphlo.", "Link details:")
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _party_ranks(config: ClusterConfig) -> list[int]:
