@@ -277,10 +277,10 @@ def test_presets_and_overrides():
     assert PRESETS["puma"].training() == PRESETS["plaintext"] and set(STUDENTS) == {"mpcformer", "secformer"}
     assert PRESETS["secformer"].training().softmax == PRESETS["mpcformer"].softmax  # SecFormer's softmax is 2Quad
     assert all(lookup(op, "none").selectable is False and "none" not in choices(op) for op in REGISTRY)
-    ablation = resolve_approx("secformer", gelu="secformer", softmax="2quad")
-    assert ablation == ApproxSet("secformer", "2quad", "secformer") and ablation.softmax_fn is REGISTRY["softmax"]["2quad"].fn
-    assert hash(ablation) == hash(ApproxSet("secformer", "2quad", "secformer"))
-    assert ablation.correlation_spec == sine.ERF_SINE and PRESETS["secformer"].correlation_spec == sine.GELU_COSINE
+    ablation = resolve_approx("secformer", gelu="fourier", softmax="2quad")
+    assert ablation == ApproxSet("fourier", "2quad", "secformer") and ablation.softmax_fn is REGISTRY["softmax"]["2quad"].fn
+    assert hash(ablation) == hash(ApproxSet("fourier", "2quad", "secformer"))
+    assert ablation.correlation_spec == sine.GELU_COSINE and PRESETS["secformer"].correlation_spec == sine.ERF_SINE
     with pytest.raises(dataclasses.FrozenInstanceError):
         ablation.gelu = "exact"
 

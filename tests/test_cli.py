@@ -18,7 +18,7 @@ def test_infer_writes_the_documented_json(tiny_checkpoint, tmp_path, capsys):
     for field in ("logits", "plaintext_logits", "max_abs_error", "protocol", "approx", "cost", "prediction"):
         assert field in result
     assert result["protocol"] == "semi2k"
-    assert result["approx"] == {"preset": "secformer", "gelu": "fourier", "softmax": "2quad", "layernorm": "secformer"}
+    assert result["approx"] == {"preset": "secformer", "gelu": "secformer", "softmax": "2quad", "layernorm": "secformer"}
     assert {"seconds", "send_bytes", "recv_bytes", "send_actions", "by_op"} <= result["cost"].keys()
     assert result["cost"]["send_bytes"] > 0 and result["cost"]["by_op"]
     assert result["max_abs_error"] < 0.05 * max(1.0, max(abs(x) for x in result["plaintext_logits"]))

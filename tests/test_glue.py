@@ -11,7 +11,7 @@ from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.cli import main
 from secformer_jax.glue import batches, tasks
 from secformer_jax.glue.distill import distill
-from secformer_jax.approx import PRESETS
+from secformer_jax.approx import PRESETS, resolve_approx
 from secformer_jax.glue.evaluate import evaluate, gelu_inputs, subset
 from secformer_jax.checkpoint import read_metadata
 from secformer_jax.glue.finetune import finetune
@@ -257,24 +257,24 @@ def test_regression_task_end_to_end(tmp_path, tiny_checkpoint, tiny_glue):
 def test_eval_under_spu_agrees_with_plaintext(tiny_students, tiny_glue):
     out, _ = tiny_students["secformer"]
     result = evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, spu_examples=3, protocol="aby3")
-    assert result["preset"] == "secformer" and result["approx"]["gelu"] == "fourier"
-    gelu = result["gelu_inputs"]  # the fourier GeLU's domain is checked on the plaintext pass
-    assert gelu["domain"] == 56 and gelu["inside"] is True and gelu["min"] < 0 < gelu["max"]
+    assert result["preset"] == "secformer" and result["approx"]["gelu"] == "secformer"
+    exact = result["gelu_inputs"]  # the paper's GeLU is right everywhere: no domain to leave
+    assert exact["domain"] is None and exact["inside"] is None and exact["min"] < 0 < exact["max"]
     spu = result["spu"]
     assert spu["indices"] == subset(3, 24).tolist() == [0, 12, 23]
     assert spu["agreement"] == 1.0 and spu["max_abs_logit_error"] < 1e-2
     assert spu["mean_send_bytes"] > 0 and set(spu["compile_seconds"]) == {16}
     with pytest.raises(ValueError, match="--spu-examples must be >= 0"):
         evaluate("SST-2", out, glue_dir=tiny_glue, spu_examples=-1)
-    # a GeLU right everywhere has no domain to leave
-    exact = evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, overrides={"gelu": "secformer"})["gelu_inputs"]
-    assert exact["domain"] is None and exact["inside"] is None and abs(exact["max"] - gelu["max"]) < 0.05
+    # the cosine series' domain is checked on the plaintext pass
+    gelu = evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, overrides={"gelu": "fourier"})["gelu_inputs"]
+    assert gelu["domain"] == 56 and gelu["inside"] is True and abs(exact["max"] - gelu["max"]) < 0.05
     # inputs beyond it are reported, not silently used: weights scaled to push them out
     checkpoint = load_checkpoint(out)
     data = batches.tokenize(checkpoint.tokenizer, tasks.read_task("SST-2", "dev", tiny_glue), 32)
     layer = checkpoint.params["bert"]["encoder"]["layer"]["0"]["intermediate"]["dense"]
     layer["kernel"] = layer["kernel"] * 1e3
-    assert gelu_inputs(checkpoint, PRESETS["secformer"], data)["inside"] is False
+    assert gelu_inputs(checkpoint, resolve_approx("secformer", gelu="fourier"), data)["inside"] is False
     with pytest.raises(ValueError, match="asked for 30 SPU examples, the split has 24"):
         evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, spu_examples=30)
 

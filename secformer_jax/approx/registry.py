@@ -154,10 +154,12 @@ PRESETS: dict[str, ApproxSet] = {
     "plaintext": ApproxSet("exact", "exact", "exact"),
     "puma": ApproxSet("puma", "puma", "puma"),
     "mpcformer": ApproxSet("quad", "2quad", "exact"),
-    # SecFormer's softmax and LayerNorm protocols; its GeLU is the cosine series on the same masked opening
-    # (no comparison: 52 / 24 bytes per element in ABY3 / SEMI2K against the paper's segmented erf series' 448
-    # / 352, on the domain |x| <= 56). `--gelu secformer` restores the paper's Π_GeLU (any x).
-    "secformer": ApproxSet("fourier", "secformer", "secformer"),
+    # SecFormer's protocols: the paper's Π_GeLU (segmented erf series on a masked opening, any x), 2Quad with
+    # Goldschmidt division, Goldschmidt LayerNorm. Chosen on end-to-end totals (results/optimisations/
+    # gelu-preset-choice.json, BERT-base 128 x 3072, ABY3): compute 1.60 s, 176 MB online + 107 MB dealt,
+    # against the cosine series' (`--gelu fourier`, 20 MB online but 131 dealt values per element) 8.3 s and
+    # 20 + 824 MB, and PUMA's 1.51 s and 338 MB.
+    "secformer": ApproxSet("secformer", "secformer", "secformer"),
 }
 # The methods compared (the benchmark's and the students'): every preset but the plaintext one.
 METHODS = tuple(name for name in PRESETS if name != "plaintext")

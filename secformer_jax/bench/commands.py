@@ -56,7 +56,7 @@ def add_bench_commands(sub) -> None:
     op_methods = sorted({m for case in OPS.values() for m in case.methods})
     ops.add_argument(
         "--methods", type=_csv(op_methods), default=list(METHODS),
-        help="comma-separated: " + ",".join(op_methods) + " (presets' functions under the preset's name; GeLU only: secformer-gelu, the paper's erf series; secformer_poly, sin/cos of secrets)",
+        help="comma-separated: " + ",".join(op_methods) + " (presets' functions under the preset's name; GeLU only: fourier, the cosine series on the masked opening; secformer_poly, sin/cos of secrets)",
     )
     ops.add_argument("--ops", type=_csv(OPS), default=list(OPS))
     ops.add_argument("--shapes", type=_csv(MODEL_OP_SHAPES), default=list(MODEL_OP_SHAPES), help="transformer shape sets")

@@ -1,9 +1,9 @@
 """`secformer bench ops`: each nonlinear operator and numeric kernel, per method and protocol, under SPU.
 
 Methods derive from the registry (`_registry_methods`): for GeLU, Softmax and LayerNorm each compared
-preset's function under the preset's name (GeLU: puma, mpcformer = quad, secformer = fourier, the cosine
-series), then every other selectable function (GeLU: secformer-gelu, the paper's segmented erf series;
-secformer_poly, sin/cos of secrets); division and inverse square root:
+preset's function under the preset's name (GeLU: puma, mpcformer = quad, secformer = the paper's segmented
+erf series on a masked opening), then every other selectable function (GeLU: fourier, the cosine series on
+the same opening; secformer_poly, sin/cos of secrets); division and inverse square root:
 the backend's own (`x / y`, `lax.rsqrt`; PUMA and MPCFormer) vs Goldschmidt started in the input's
 power-of-two bracket within public bounds (SecFormer's `bracketed_div`, `bracketed_rsqrt`).
 Inputs are drawn on the ranges the docstrings state; `max_abs_error` is against the exact function in
@@ -80,7 +80,7 @@ def _secformer_rsqrt(v):
 def _registry_methods(op: str) -> dict:
     """method -> registry record for `op`: each compared preset's choice under the preset's name, then every
     other selectable function (the backend's exact one aside) under its own name, or NAME-OP where that name
-    is a preset's (e.g. "secformer-gelu": the paper's erf series, while the secformer preset uses "fourier")."""
+    is a preset's (e.g. "secformer-softmax" would be a softmax named like a preset that does not use it)."""
     methods = {preset: PRESETS[preset].record(op) for preset in METHODS}
     chosen = {record.name for record in methods.values()}
     for name in choices(op):
