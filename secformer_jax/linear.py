@@ -159,8 +159,8 @@ class FixedMasks:
         """The dealer's setup input: B per masked kernel (uint64 ring values; shapes when B is not drawn)."""
         return self.tree(lambda path, shape: jax.ShapeDtypeStruct(shape, jnp.int32) if self.b is None else self.b[path])
 
-    def public_shapes(self) -> dict:
-        """E's shapes ("masked_weights", int32, public)."""
+    def kernel_shapes(self) -> dict:
+        """int32 ShapeDtypeStructs shaped like the masked kernels: the program's shapes of W 2^16, B and E."""
         return self.tree(lambda path, shape: jax.ShapeDtypeStruct(shape, jnp.int32))
 
     def deal(self, sites: list[Site], dealer: Dealer | None = None) -> dict:

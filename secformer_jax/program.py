@@ -201,7 +201,7 @@ class ProgramBuilder:
     def setup_program(self, masks: linear.FixedMasks) -> Program:
         """The compiled setup program of `masks` (`linear.setup_function`: E = [W] - [B] opened; inputs
         "weights" of the model owner and "weight_masks" of the dealer)."""
-        shapes = {"weights": masks.public_shapes(), "weight_masks": masks.public_shapes()}
+        shapes = {"weights": masks.kernel_shapes(), "weight_masks": masks.kernel_shapes()}
         return self.compile(shapes, setup=True)[0]
 
     def run_setup(self, simulation: Simulation, params: dict, masks: linear.FixedMasks) -> dict:
@@ -213,7 +213,7 @@ class ProgramBuilder:
         weights = masks.weights(params)
         dealt = dealing.deal_inputs({"weight_masks": masks.weight_masks()}, simulation.protocol)
         b_shares = dealt.shares()["weight_masks"]
-        per_party, cost = simulation.run(program, {"weights": weights, "weight_masks": masks.public_shapes()}, held={"weight_masks": b_shares}, keep=True)
+        per_party, cost = simulation.run(program, {"weights": weights, "weight_masks": masks.kernel_shapes()}, held={"weight_masks": b_shares}, keep=True)
         masks.held = {"weight_masks": b_shares, "masked_weights": per_party}
         dealer_bytes = dealt.send_bytes
         owner_bytes = simulation.share_bytes(weights)
@@ -241,8 +241,8 @@ class ProgramBuilder:
             raise ValueError(f"data inputs {sorted(data)} do not match the module's {list(self.data_names)}")
         named = {"params": masks.strip(params) if masks is not None else params, **data, **(dealt or {})}
         if masks is not None:
-            named["weight_masks"] = masks.public_shapes()
-            named["masked_weights"] = masks.public_shapes()
+            named["weight_masks"] = masks.kernel_shapes()
+            named["masked_weights"] = masks.kernel_shapes()
         return named
 
     def run(self, simulation, params: dict, data: dict, masks: linear.FixedMasks | None, dealer: Dealer,

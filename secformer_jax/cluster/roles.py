@@ -299,7 +299,7 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
 
 class Driver:
     """Both owners and the dealer in this process (three I/O link endpoints; the model owner's sends every
-    input), for running many programs through a cluster
+    owner's input, the dealer's the dealt ones), for running many programs through a cluster
     whose parties are already started: `run(program, *args)` returns (outputs, Cost) like
     `Simulation.run`. `close()` stops the parties."""
 
@@ -321,8 +321,8 @@ class Driver:
             t.join()
         if errors:
             raise errors[0]
-        self._io = links[MODEL_OWNER]  # the data owner's endpoint only completes the mesh
-        self._idle = (links[DATA_OWNER], links[DEALER])
+        self._io, self._dealer_io = links[MODEL_OWNER], links[DEALER]
+        self._data_owner_io = links[DATA_OWNER]  # only completes the mesh
         self._closed = False
 
     def run(self, program: Program, *args, dealt=None, held=None) -> tuple[Any, Cost]:
@@ -336,7 +336,7 @@ class Driver:
         send_inputs(self._io, self.config, [v for v in flat if v is not None])
         if dealt is not None:
             for bundle, rank in zip(dealt.bundles, _party_ranks(self.config)):
-                wire.send(self._idle[1], rank, *bundle.to_wire())
+                wire.send(self._dealer_io, rank, *bundle.to_wire())
         outputs, cost, _ = collect_outputs(self._io, self.config)
         return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost
 
