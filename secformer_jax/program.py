@@ -186,8 +186,8 @@ class ProgramBuilder:
     def param_shapes(self, data: dict) -> dict:
         """The module's parameter tree as ShapeDtypeStructs, for inputs shaped like `data` (no weights needed:
         the dealer's view)."""
-        shaped = {n: jax.ShapeDtypeStruct(np.shape(data[n]), data[n].dtype) for n in self.data_names}
-        return jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *(jnp.zeros(d.shape, d.dtype) for d in shaped.values())))["params"]
+        zeros = lambda: [jnp.zeros(np.shape(data[n]), data[n].dtype) for n in self.data_names]
+        return jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *zeros()))["params"]
 
     def setup(self, protocol: str, data: dict, dealer: Dealer | None = None) -> linear.FixedMasks | None:
         """Once per model and protocol: which products are fixed-mask ones under `protocol` (None with SPU's
