@@ -37,5 +37,7 @@ def run_meta(networks=()) -> dict:
         "commit": commit,
         "networks": [n.describe() for n in networks],
         "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process; "
-        "offline = shares of dealt randomness sent by the dealer, not in the online columns",
+        "compute_seconds = each party's CPU seconds; lan/wan_seconds = max over parties of compute + modelled network, "
+        "network_lan/wan_seconds = the network model alone; offline = the dealer's seeds and correction shares per inference "
+        "(in total_bytes, not in the online columns)",
     }
