@@ -294,6 +294,9 @@ class Simulation:
                 raise ValueError(f"preshared {name!r}: expected {self.world_size} parties x {len(slots)} shares")
             for k, i in enumerate(slots):
                 shares[i] = [party[k] for party in per_party]
+        # each party's inputs, dropped once its runtime holds them (the shares of a model's weights are GBs)
+        inbox = [[share[rank] for share in shares] for rank in range(self.world_size)]
+        del shares, preshared
 
         desc = libspu.link.Desc()
         for rank in range(self.world_size):
@@ -308,8 +311,10 @@ class Simulation:
                 config = libspu.RuntimeConfig(self.config)
                 runtime = spu_api.Runtime(libspu.link.create_mem(desc, rank), config)
                 start = time.thread_time()
-                for name, share in zip(program.executable.input_names, shares):
-                    runtime.set_var(name, share[rank])
+                mine, inbox[rank] = inbox[rank], None
+                for name, share in zip(program.executable.input_names, mine):
+                    runtime.set_var(name, share)
+                del mine
                 runtime.run(program.executable)
                 results[rank] = [runtime.get_var(n) for n in program.executable.output_names]
                 thread_cpu[rank] = time.thread_time() - start
