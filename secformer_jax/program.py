@@ -204,19 +204,18 @@ class ProgramBuilder:
         shapes = {"weights": masks.kernel_shapes(), "weight_masks": masks.kernel_shapes()}
         return self.compile(shapes, setup=True)[0]
 
-    def run_setup(self, simulation: Simulation, params: dict, masks: linear.FixedMasks) -> dict:
-        """Run the setup program in `simulation` (the model owner shares its weights, the dealer deals B
-        seed-based); the parties' kept shares go to `masks.held`. Returns the setup's cost: {"send_bytes":
-        everything it sends (the weight shares, the dealer's bytes, the opening), "model_owner_bytes",
-        "dealer_bytes", "online": the opening's Cost}."""
+    def run_setup(self, runner, params: dict, masks: linear.FixedMasks) -> dict:
+        """Run the setup program in `runner` (a `Simulation` or a cluster's runner: the model owner shares its
+        weights, the dealer deals B seed-based); what the parties keep (their shares of B, E) goes to
+        `masks.held`. Returns the setup's cost: {"send_bytes": everything it sends (the weight shares, the
+        dealer's bytes, the opening), "model_owner_bytes", "dealer_bytes", "online": the opening's Cost}."""
         program = self.setup_program(masks)
         weights = masks.weights(params)
-        dealt = dealing.deal_inputs({"weight_masks": masks.weight_masks()}, simulation.protocol)
-        b_shares = dealt.shares()["weight_masks"]
-        per_party, cost = simulation.run(program, {"weights": weights, "weight_masks": masks.kernel_shapes()}, held={"weight_masks": b_shares}, keep=True)
-        masks.held = {"weight_masks": b_shares, "masked_weights": per_party}
+        dealt = dealing.deal_inputs({"weight_masks": masks.weight_masks()}, runner.protocol)
+        inputs = {"weights": weights, "weight_masks": masks.kernel_shapes()}
+        masks.held, cost = runner.run(program, inputs, dealt=dealt, keep={"inputs": ["weight_masks"], "outputs": "masked_weights"})
         dealer_bytes = dealt.send_bytes
-        owner_bytes = simulation.share_bytes(weights)
+        owner_bytes = Simulation(runner.protocol, self.field).share_bytes(weights)
         return {"send_bytes": owner_bytes + dealer_bytes + cost.send_bytes, "model_owner_bytes": owner_bytes,
                 "dealer_bytes": dealer_bytes, "online": cost}
 

@@ -278,12 +278,12 @@ class Simulation:
         per_element, header = cache[dtype]
         return per_element * n + header
 
-    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: bool = False) -> tuple[Any, Cost]:
+    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: dict | None = None) -> tuple[Any, Cost]:
         """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost).
         Inputs that arrive as shares have shapes only in `args`: `dealt` (a `dealing.DealtInputs`: the
         dealer's seed-based shares) and `held` ({input name: [party][leaf shares]}: what the parties kept
-        from an earlier program). `keep`: return each party's output shares unreconstructed ([party][output]),
-        for the parties to keep."""
+        from an earlier program). `keep` = {"inputs": [input names], "outputs": name}: instead of the outputs,
+        return what the parties keep for later programs, {name: [party][shares]} (`held` of a later run)."""
         vis = lambda public: libspu.Visibility.VIS_PUBLIC if public else libspu.Visibility.VIS_SECRET
         preshared = (held or {}) | (dealt.shares() if dealt is not None else {})
         flat = program.flat_inputs(args, tuple(preshared))
@@ -294,6 +294,7 @@ class Simulation:
                 raise ValueError(f"preshared {name!r}: expected {self.world_size} parties x {len(slots)} shares")
             for k, i in enumerate(slots):
                 shares[i] = [party[k] for party in per_party]
+        kept = {name: preshared[name] for name in (keep or {}).get("inputs", ())}
         # each party's inputs, dropped once its runtime holds them (the shares of a model's weights are GBs)
         inbox = [[share[rank] for share in shares] for rank in range(self.world_size)]
         del shares, preshared
@@ -337,6 +338,6 @@ class Simulation:
             own = sum(thread_cpu) or 1.0
             cost.party_compute_seconds = [cpu * t / own for t in thread_cpu]
         if keep:
-            return results, cost
+            return kept | {keep["outputs"]: results}, cost
         outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]
         return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost

@@ -221,15 +221,19 @@ def test_a_dealer_started_with_other_arguments_is_named(tmp_path, tiny_checkpoin
             sup.wait(list(sup.procs), 120)
 
 
-def test_bench_model_through_a_cluster_deals_seed_based(tmp_path):
-    """The harness's cluster path with dealt GeLU randomness: the driver's dealer endpoint sends seeds and
-    corrections; bytes (online and dealt) equal the simulation's."""
+@pytest.mark.parametrize("linear_layers", ["spu", "fixed-mask"])
+def test_bench_model_through_a_cluster_deals_seed_based(tmp_path, linear_layers):
+    """The harness's cluster path with dealt GeLU randomness (and fixed-mask products: the setup job, the
+    parties keeping B and E for the inference job): the driver's dealer endpoint sends seeds and corrections;
+    online, dealt and setup bytes equal the simulation's, compute is measured per party process."""
     from secformer_jax.bench.model import model_records
     from secformer_jax.bench.network import LAN
 
     path = local_config(tmp_path, "2pc_semi2k")
-    simulated = model_records("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 2, [LAN], dealer_seed=1)[1]
+    args = ("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 2, [LAN])
+    simulated = model_records(*args, dealer_seed=1, linear_layers=linear_layers)[1]
     with LocalCluster(path, log_dir=tmp_path / "logs") as cluster:
-        clustered = model_records("bert-tiny", ["secformer"], ["semi2k"], 8, 1, 2, [LAN], runners={"semi2k": cluster}, dealer_seed=1)[1]
+        clustered = model_records(*args, runners={"semi2k": cluster}, dealer_seed=1, linear_layers=linear_layers)[1]
     assert clustered["send_bytes"] == simulated["send_bytes"] and clustered["offline"] == simulated["offline"]
-    assert clustered["max_abs_error"] < 0.05
+    assert clustered["setup"] == simulated["setup"]
+    assert clustered["max_abs_error"] < 0.05 and len(clustered["compute_seconds"]) == 2

@@ -124,7 +124,6 @@ def test_bench_records_fixed_mask_products(tmp_path):
         (dict(protocols=["cheetah"], linear_layers="fixed-mask"), "dealer-based protocol"),
         (dict(protocols=["semi2k"], linear_layers="beaver"), "unknown linear layers 'beaver'"),
         (dict(protocols=["semi2k"], linear_layers="fixed-mask", field="fm128"), "need field fm64"),
-        (dict(protocols=["semi2k"], linear_layers="fixed-mask", runners={"semi2k": object()}), "simulation only"),
     ],
 )
 def test_bench_refuses_what_fixed_masks_cannot_do(kwargs, message):

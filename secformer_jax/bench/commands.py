@@ -68,7 +68,7 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
-    model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike, simulation only")
+    model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike")
     model.add_argument("--dealer-seed", type=int, help="derive the dealt masks from this seed (reproducible runs; recorded in the JSON); default: a fresh key per run")
 
 

@@ -168,9 +168,6 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
         return Dealer() if dealer_seed is None else Dealer.from_seed(dealer_seed * (1 << 30) + next(runs_made))
 
     fixed_mask = linear_layers == "fixed-mask"
-    if fixed_mask and runners:
-        raise ValueError("fixed-mask linear layers run in the simulation only here (the harness's cluster driver runs no setup program; "
-                         "`secformer launch --linear fixed-mask` runs them with one process per party)")
     full = model_config(model)
     total_layers = full.num_hidden_layers
     measured = total_layers if layers is None else layers

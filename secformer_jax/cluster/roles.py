@@ -24,6 +24,7 @@ that vanishes is caught by the receive timeout (or, under `launch`, by the super
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -297,6 +298,13 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
         raise
 
 
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """A value the parties of a cluster kept from an earlier job, by the name they keep it under."""
+
+    name: str
+
+
 class Driver:
     """Both owners and the dealer in this process (three I/O link endpoints; the model owner's sends every
     owner's input, the dealer's the dealt ones), for running many programs through a cluster
@@ -323,22 +331,33 @@ class Driver:
             raise errors[0]
         self._io, self._dealer_io = links[MODEL_OWNER], links[DEALER]
         self._data_owner_io = links[DATA_OWNER]  # only completes the mesh
+        self._jobs = 0
         self._closed = False
 
-    def run(self, program: Program, *args, dealt=None, held=None) -> tuple[Any, Cost]:
+    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: dict | None = None) -> tuple[Any, Cost]:
         """Like `Simulation.run`: `dealt` (a `dealing.DealtInputs`) goes out from the dealer's endpoint as
-        seeds and corrections; `held` (what parties kept from a setup) is not supported here."""
-        if held:
-            raise ValueError("the harness's cluster runs no setup program: fixed-mask products run under `secformer launch` or in the simulation")
+        seeds and corrections; `keep` makes the parties keep the named inputs and the outputs (under names
+        unique to this job) and returns {name: `Kept`} for a later run's `held`."""
+        held = held or {}
+        if any(not isinstance(v, Kept) for v in held.values()):
+            raise ValueError("a cluster's parties hold only what they kept from an earlier job of this cluster")
         names = tuple(dealt.names) if dealt is not None else ()
-        flat = program.flat_inputs(args, names)
-        send_job(self._io, self.config, program, [DEALER_RANK if n in names else MO_RANK for n in program.names], receiver=MO_RANK)
-        send_inputs(self._io, self.config, [v for v in flat if v is not None])
+        flat = program.flat_inputs(args, names + tuple(held))
+        owners = [DEALER_RANK if n in names else held[n].name if n in held else MO_RANK for n in program.names]
+        spec, kept = None, None
+        if keep:
+            self._jobs += 1
+            tag = f"job{self._jobs}"
+            kept = {n: Kept(f"{tag}/{n}") for n in [*keep.get("inputs", ()), keep["outputs"]]}
+            spec = {"inputs": {kept[n].name: [i for i, m in enumerate(program.names) if m == n] for n in keep.get("inputs", ())},
+                    "outputs": kept[keep["outputs"]].name}
+        send_job(self._io, self.config, program, owners, receiver=MO_RANK, keep=spec)
+        send_inputs(self._io, self.config, [v for v, o in zip(flat, owners) if o == MO_RANK])
         if dealt is not None:
             for bundle, rank in zip(dealt.bundles, _party_ranks(self.config)):
                 wire.send(self._dealer_io, rank, *bundle.to_wire())
         outputs, cost, _ = collect_outputs(self._io, self.config)
-        return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost
+        return (kept, cost) if keep else (jax.tree_util.tree_unflatten(program.out_tree, outputs), cost)
 
     def close(self) -> None:
         if not self._closed:
