@@ -190,13 +190,15 @@ class ProgramBuilder:
         return jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *zeros()))["params"]
 
     def setup(self, protocol: str, data: dict, dealer: Dealer | None = None) -> linear.FixedMasks | None:
-        """Once per model and protocol: which products are fixed-mask ones under `protocol` (None with SPU's
-        own products) and, with `dealer`, the dealer's B for each. `data`: example inputs (their shapes
-        locate the products)."""
+        """Once per model and protocol: which products are fixed-mask ones under `protocol` and, with `dealer`,
+        the dealer's B for each; None with SPU's own products, or where none pays under `protocol` (ABY3 on
+        a model without layers: then there is no setup either). `data`: example inputs (their shapes locate
+        the products)."""
         self.check(protocol)
         if self.linear_layers == "spu":
             return None
-        return linear.setup_masks(self.param_shapes(data), list(self.sites(data).products), protocol, dealer)
+        masks = linear.setup_masks(self.param_shapes(data), list(self.sites(data).products), protocol, dealer)
+        return masks if masks.sites else None
 
     def setup_program(self, masks: linear.FixedMasks) -> Program:
         """The compiled setup program of `masks` (`linear.setup_function`: E = [W] - [B] opened; inputs

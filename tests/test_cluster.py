@@ -237,3 +237,13 @@ def test_bench_model_through_a_cluster_deals_seed_based(tmp_path, linear_layers)
     assert clustered["send_bytes"] == simulated["send_bytes"] and clustered["offline"] == simulated["offline"]
     assert clustered["setup"] == simulated["setup"]
     assert clustered["max_abs_error"] < 0.05 and len(clustered["compute_seconds"]) == 2
+
+
+def test_a_fixed_mask_run_with_nothing_to_mask_has_no_setup(tmp_path):
+    """ABY3 on a model without layers masks no product (none pays): no setup job, no message left unread."""
+    from secformer_jax.bench.model import model_records
+    from secformer_jax.bench.network import LAN
+
+    with LocalCluster(local_config(tmp_path, "3pc_aby3"), log_dir=tmp_path / "logs") as cluster:
+        (record,) = model_records("bert-tiny", ["puma"], ["aby3"], 8, 1, 1, [LAN], runners={"aby3": cluster}, linear_layers="fixed-mask")[1:]
+    assert record["setup"]["send_bytes"] > 0  # the 1-layer program masks Q, K, V and the FFN's first product

@@ -124,9 +124,9 @@ def deal_for(config: ClusterConfig, model_dir, approx: ApproxSet, max_length: in
     dealer = Dealer()  # a fresh key: fresh masks every inference
     masks = builder.setup(config.protocol, data, dealer)
     jobs = [] if masks is None else [jax.tree_util.tree_leaves(masks.weight_masks())]
-    dealt = builder.deal(data, masks, dealer)
-    if dealt:
-        jobs.append(jax.tree_util.tree_leaves(dealt))
+    dealt = jax.tree_util.tree_leaves(builder.deal(data, masks, dealer))
+    if dealt:  # the parties expect a message from the dealer only for a program with dealt inputs
+        jobs.append(dealt)
     return [[np.asarray(a) for a in values] for values in jobs]
 
 

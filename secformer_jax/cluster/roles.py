@@ -352,8 +352,9 @@ class Driver:
             spec = {"inputs": {kept[n].name: [i for i, m in enumerate(program.names) if m == n] for n in keep.get("inputs", ())},
                     "outputs": kept[keep["outputs"]].name}
         send_job(self._io, self.config, program, owners, receiver=MO_RANK, keep=spec)
-        send_inputs(self._io, self.config, [v for v, o in zip(flat, owners) if o == MO_RANK])
-        if dealt is not None:
+        if MO_RANK in owners:  # a party reads a message from each rank that owns one of its inputs, no other
+            send_inputs(self._io, self.config, [v for v, o in zip(flat, owners) if o == MO_RANK])
+        if DEALER_RANK in owners:
             for bundle, rank in zip(dealt.bundles, _party_ranks(self.config)):
                 wire.send(self._dealer_io, rank, *bundle.to_wire())
         outputs, cost, _ = collect_outputs(self._io, self.config)
