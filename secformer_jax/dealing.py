@@ -98,8 +98,8 @@ class Bundle:
 
 
 def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
-    """Split the int32 / uint64 arrays `values` into one `Bundle` per computing party (module doc), with fresh seeds
-    (`os.urandom`, per run)."""
+    """Split the int32 / uint64 arrays `values` into one `Bundle` per computing party (module doc), with
+    fresh seeds (`os.urandom`, per run)."""
     _check(protocol)
     seeds = [os.urandom(KEY_BYTES) for _ in range(PARTIES[protocol] - 1)]
     corrections = []
@@ -111,7 +111,7 @@ def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
             ring = v.copy()
         else:
             raise ValueError(f"dealt value {j} is {v.dtype}; the dealer deals int32 or uint64 (ring) arrays")
-        for k, seed in enumerate(seeds):
+        for seed in seeds:
             ring = ring - _expand(seed, j, v.shape)  # uint64 arithmetic wraps mod 2^64
         corrections.append(ring)
     bundles = []
