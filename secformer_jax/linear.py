@@ -62,6 +62,12 @@ def check_field(field: str) -> None:
         raise ValueError(f"fixed-mask linear layers need field fm64, got {field!r}; use --linear spu")
 
 
+def check_settings(protocol: str, field: str) -> None:
+    """Refuse a protocol or field fixed-mask products cannot run under (ValueError)."""
+    check_field(field)
+    prefers_mask(protocol, 1, 1)
+
+
 def prefers_mask(protocol: str, n_in: int, n_out: int) -> bool:
     """Whether a fixed-mask product x W (W: [n_in, n_out]) costs less than SPU's own under `protocol`
     (module doc)."""

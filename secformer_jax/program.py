@@ -67,9 +67,7 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
     if approx.needs_correlation:
         sine.check_field(field)
     if linear_layers == "fixed-mask":
-        linear.check_field(field)
-        if protocol is not None:
-            linear.prefers_mask(protocol, 1, 1)  # refuses a protocol without a dealer
+        linear.check_field(field) if protocol is None else linear.check_settings(protocol, field)
 
 
 SIMULATION_DEALER = "in-process (simulation)"

@@ -7,7 +7,7 @@ by default, FM128 (fraction bits 40) as an option.
 What is secret and what is public:
 - Every array argument is secret-shared (VIS_SECRET): model weights belong to the model owner, the
   one-hot tokens, token types and padding mask to the data owner. No computing party sees any of them.
-  The exception is what a caller marks public (`public_args`, `compile_named`'s `public`): the masked
+  The exception is what a caller marks public (`compile_named`'s `public`): the masked
   weights E = W - B of the fixed-mask linear layers (`linear.py`), opened by their setup program, uniform
   on the ring and so no secret.
 - Inputs may also arrive already shared (`Simulation.run`'s `dealt`: the dealer's seed-based shares,
@@ -206,17 +206,13 @@ class Program:
         return [None if n in skip else np.asarray(a, dtype) for a, n, (_, dtype) in zip(flat, self.names, self.in_shapes)]
 
 
-def compile_program(
-    fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None, public_args: tuple[int, ...] = ()
-) -> Program:
+def compile_program(fn: Callable, *example_args, copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:
     """Trace `fn` with JAX on `example_args` (arrays or ShapeDtypeStructs; only shapes/dtypes matter) and
-    compile it to SPU's pphlo. Inputs are secret, except every leaf of the positional arguments listed in
-    `public_args` (public: each party gets the value itself). Compile once, then `Simulation.run` as often as
-    needed. Each flat input is named after its argument (`Program.names`: "argN"; `compile_named` names them)."""
-    if any(not 0 <= i < len(example_args) for i in public_args):
-        raise ValueError(f"public_args {public_args} name arguments beyond the {len(example_args)} given")
+    compile it to SPU's pphlo, every input secret. Compile once, then `Simulation.run` as often as needed.
+    Each flat input is named after its argument (`Program.names`: "argN"; `compile_named` names them and
+    can make some public)."""
     names = [f"arg{i}" for i, arg in enumerate(example_args) for _ in jax.tree_util.tree_leaves(arg)]
-    return _compile(fn, example_args, [n in {f"arg{i}" for i in public_args} for n in names], names, copts, name)
+    return _compile(fn, example_args, [False] * len(names), names, copts, name)
 
 
 def compile_named(fn: Callable, inputs: dict, public: tuple[str, ...] = (), copts: libspu.CompilerOptions | None = None, name: str | None = None) -> Program:

@@ -87,6 +87,9 @@ def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["launch", "--config", str(tmp_path / "missing.json"), "--text", "x"]) == 2
     assert "not found" in capsys.readouterr().err
+    # fixed-mask products need a dealer-based protocol: refused before any process starts
+    assert main(["launch", "--config", "spu_configs/2pc_cheetah.json", "--linear", "fixed-mask", "--text", "x", "--log-dir", str(tmp_path / "logs")]) == 2
+    assert "need a dealer-based protocol" in capsys.readouterr().err and not (tmp_path / "logs").exists()
 
 
 # ABY3 with the secformer preset and fixed-mask products (the dealer process deals B for the setup, then A,

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, load_config
+from ..linear import check_settings as check_linear
 from .roles import Driver
 
 POLL_S = 0.1
@@ -114,7 +115,9 @@ def launch_inference(
     data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" added. `approx_args`: the model owner's
     approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
     and dealer); `on_start(supervisor)` is called once all started."""
-    config = load_config(config_path)  # refuse a bad config before starting anything
+    config = load_config(config_path)  # refuse a bad config or --linear before starting anything
+    if linear_layers != "spu":
+        check_linear(config.protocol, config.field)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
     result_path = log_dir / "data_owner.json"
     model_args = ["--model", str(model)] if model else []
