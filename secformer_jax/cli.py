@@ -117,6 +117,9 @@ def print_summary(out: dict) -> None:
     )
     if out.get("offline"):
         print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: sent by the dealer, apart from the above")
+    if cost.get("beaver_bytes"):
+        print(f"triples:     {cost['beaver_bytes'] / 2**20:.1f} MiB that a third-party dealer would send for SPU's own SEMI2K products "
+              "(here party 0 makes them itself, hence not private against it)")
     if out.get("setup"):
         print(f"setup:       {out['setup']['send_bytes'] / 2**20:.1f} MiB once per model (fixed-mask products: shares of W and B, E = W - B opened)")
     if "private" in out:

@@ -40,6 +40,8 @@ import spu.api as spu_api
 import spu.libspu as libspu
 import spu.utils.frontend as spu_fe
 
+from . import beaver
+
 PROTOCOLS = {
     "semi2k": (libspu.ProtocolKind.SEMI2K, 2),
     "cheetah": (libspu.ProtocolKind.CHEETAH, 2),
@@ -64,6 +66,7 @@ def runtime_config(protocol: str = "aby3", field: str = "fm64", *, profile: bool
     ftype, frac_bits = FIELDS[_choice("field", field, FIELDS)]
     config = libspu.RuntimeConfig(protocol=kind, field=ftype, fxp_fraction_bits=frac_bits)
     config.enable_pphlo_profile = profile
+    config.enable_hal_profile = profile and protocol == "semi2k"  # the MPC-level profile `beaver.dealer_bytes` reads
     for name, value in options.items():
         if not hasattr(config, name):
             raise ValueError(f"unknown SPU runtime option {name!r}")
@@ -99,6 +102,9 @@ class Cost:
     # each party's CPU seconds in the run: measured per process with one process per party; in the
     # simulation, the process's CPU time split in proportion to each party thread's own (`Simulation.run`)
     party_compute_seconds: list[float] = dataclasses.field(default_factory=list)
+    # SEMI2K: the bytes a third-party dealer would send for SPU's own products (`beaver.dealer_bytes`);
+    # None for the other protocols (ABY3 and Cheetah make theirs without a dealer)
+    beaver_bytes: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -333,6 +339,8 @@ class Simulation:
         if cost is not None:  # SPU's worker pools serve every party: their time goes in proportion to each party's own
             own = sum(thread_cpu) or 1.0
             cost.party_compute_seconds = [cpu * t / own for t in thread_cpu]
+            if self.protocol == "semi2k":
+                cost.beaver_bytes = beaver.dealer_bytes(captured["text"], program.mlir, self.field, self.world_size, cost.send_bytes)
         if keep:
             return kept | {keep["outputs"]: results}, cost
         outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]

@@ -122,6 +122,9 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     # communication is deterministic: the party processes send exactly what the simulated parties send
     assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
     assert out["cost"]["send_actions"] == simulated.cost.send_actions
+    # SEMI2K's own triples: each party process counts them from its own profile, as the simulation does
+    assert out["cost"]["beaver_bytes"] == simulated.cost.beaver_bytes
+    assert (simulated.cost.beaver_bytes > 0) if config.protocol == "semi2k" else simulated.cost.beaver_bytes is None
     assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
     # measured per process: each party's CPU time in the run, each process's peak memory
     assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
@@ -238,6 +241,7 @@ def test_bench_model_through_a_cluster_deals_seed_based(tmp_path, linear_layers)
     with LocalCluster(path, log_dir=tmp_path / "logs") as cluster:
         clustered = model_records(*args, runners={"semi2k": cluster}, dealer_seed=1, linear_layers=linear_layers)[1]
     assert clustered["send_bytes"] == simulated["send_bytes"] and clustered["offline"] == simulated["offline"]
+    assert clustered["beaver_bytes"] == simulated["beaver_bytes"] > 0
     assert clustered["setup"] == simulated["setup"]
     assert clustered["max_abs_error"] < 0.05 and len(clustered["compute_seconds"]) == 2
 

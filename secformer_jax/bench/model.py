@@ -130,6 +130,7 @@ def _extrapolate(c0: Cost, cn: Cost, measured: int, total: int) -> Cost:
         [round(lin(a, b)) for a, b in zip(c0.party_send_actions, cn.party_send_actions)],
         {},
         [lin(a, b) for a, b in zip(c0.party_compute_seconds, cn.party_compute_seconds)],
+        None if c0.beaver_bytes is None else round(lin(c0.beaver_bytes, cn.beaver_bytes)),
     )
 
 

@@ -9,14 +9,17 @@ from .network import Network
 def cost_fields(cost: Cost, networks: list[Network], offline_bytes: int = 0) -> dict:
     """seconds (measured wall time of the run), bytes and send actions summed over parties, per-party values,
     each party's compute seconds (`compute_seconds`, measured CPU time: `Cost.party_compute_seconds`),
-    `total_bytes` = online + `offline_bytes` (what the dealer sends per inference), and per network N:
+    `beaver_bytes` (SEMI2K: what a third-party dealer would send for SPU's own products, `beaver.py`; None
+    for the other protocols), `total_bytes` = online + `offline_bytes` (what the dealer sends per inference
+    for the dealt randomness) + `beaver_bytes`, and per network N:
     `network_N_seconds` (modelled from each party's online bytes and messages only) and `N_seconds` = max over
     parties of (compute + that party's modelled network), the end-to-end time. Dealt bytes travel before the
     inference, so they are in `total_bytes`, not on the online critical path."""
     fields = {
         "seconds": cost.seconds,
         "send_bytes": cost.send_bytes,
-        "total_bytes": cost.send_bytes + offline_bytes,
+        "beaver_bytes": cost.beaver_bytes,
+        "total_bytes": cost.send_bytes + offline_bytes + (cost.beaver_bytes or 0),
         "recv_bytes": cost.recv_bytes,
         "send_actions": cost.send_actions,
         "party_send_bytes": cost.party_send_bytes,

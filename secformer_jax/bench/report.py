@@ -46,7 +46,7 @@ def _totals(r: dict) -> dict:
     """A record's end-to-end figures; records from before compute was measured (no `network_lan_seconds`)
     have network-only `lan_seconds`/`wan_seconds`, and no compute."""
     new = "network_lan_seconds" in r
-    offline = r["offline"]["send_bytes"] if r.get("offline") else 0
+    offline = (r["offline"]["send_bytes"] if r.get("offline") else 0) + (r.get("beaver_bytes") or 0)
     return {
         "compute": max(r["compute_seconds"]) if new and r.get("compute_seconds") else None,
         "total_bytes": r.get("total_bytes", r["send_bytes"] + offline),
@@ -67,17 +67,17 @@ def _ratio(ref, r, key) -> str:
 
 def model_table(records: list[dict]) -> list[str]:
     """One row per record: end-to-end figures first (compute = the busiest party's CPU seconds; LAN/WAN s =
-    max over parties of compute + modelled network; total = online + dealt bytes), then the network-only
+    max over parties of compute + modelled network; total = online + dealt bytes + SEMI2K's triples), then the network-only
     figures; ratios vs PUMA of the same run."""
     lines = [
-        "| model | protocol | method | layers (measured) | wall s | compute s | online MB | offline MB | total MB | LAN s | WAN s | "
+        "| model | protocol | method | layers (measured) | wall s | compute s | online MB | offline MB | triples MB | total MB | LAN s | WAN s | "
         "network-only LAN s | network-only WAN s | send actions | LAN vs PUMA | total bytes vs PUMA | online bytes vs PUMA | max abs err | setup MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     puma = {(r["model"], r["protocol"]): r for r in records if r["method"] == "puma"}
     for r in records:
         if r["method"] == "plaintext":
-            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} |" + " - |" * 14)
+            lines.append(f"| {r['model']} | jax-cpu | plaintext (jit) | {r['layers']} | {_fmt_s(r['seconds'])} |" + " - |" * 15)
             continue
         t, ref = _totals(r), puma.get((r["model"], r["protocol"]))
         tref = _totals(ref) if ref else None
@@ -86,11 +86,18 @@ def model_table(records: list[dict]) -> list[str]:
         setup = f"{r['setup']['send_bytes'] / MB:,.0f}" if r.get("setup") else "-"
         lines.append(
             f"| {r['model']} | {r['protocol']} | {method} | {r['layers']} ({r['measured_layers']}) | {_fmt_s(r['seconds'])} | "
-            f"{_opt(t['compute'])} | {r['send_bytes'] / MB:,.0f} | {offline:,.0f} | {t['total_bytes'] / MB:,.0f} | {_opt(t['lan'])} | {_opt(t['wan'])} | "
+            f"{_opt(t['compute'])} | {r['send_bytes'] / MB:,.0f} | {offline:,.0f} | {_triples(r)} | {t['total_bytes'] / MB:,.0f} | {_opt(t['lan'])} | {_opt(t['wan'])} | "
             f"{_fmt_s(t['network_lan'])} | {_fmt_s(t['network_wan'])} | {r['send_actions']:,} | {_ratio(tref, t, 'lan')} | "
             f"{_ratio(tref, t, 'total_bytes')} | {_ratio(ref, r, 'send_bytes')} | {r['max_abs_error']:.2e} | {setup} |"
         )
     return lines
+
+
+def _triples(record: dict) -> str:
+    """MB a third-party dealer would send for SPU's own SEMI2K products (`beaver.py`), or - (other protocols,
+    or a record from before they were counted)."""
+    beaver = record.get("beaver_bytes")
+    return "-" if beaver is None else f"{beaver / MB:,.1f}"
 
 
 def _offline(record: dict) -> str:
@@ -115,8 +122,8 @@ def category_table(records: list[dict]) -> list[str]:
 
 def op_table(records: list[dict]) -> list[str]:
     lines = [
-        "| op | shape | protocol | method | wall s | compute s | online MB | total MB | send actions | LAN ms | network-only LAN ms | WAN s | max err | offline MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| op | shape | protocol | method | wall s | compute s | online MB | total MB | send actions | LAN ms | network-only LAN ms | WAN s | max err | offline MB | triples MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     ms = lambda x: f"{x * 1e3:,.1f}"
     for r in records:
@@ -124,7 +131,7 @@ def op_table(records: list[dict]) -> list[str]:
         lines.append(
             f"| {r['op']} | {'x'.join(map(str, r['shape']))} | {r['protocol']} | {r['method']} | {_fmt_s(r['seconds'])} | {_opt(t['compute'])} | "
             f"{r['send_bytes'] / MB:,.2f} | {t['total_bytes'] / MB:,.2f} | {r['send_actions']:,} | {_opt(t['lan'], ms)} | {ms(t['network_lan'])} | "
-            f"{_fmt_s(t['wan'] if t['wan'] is not None else t['network_wan'])} | {r['max_abs_error']:.1e} ({r['error_kind'][:3]}) | {_offline(r)} |"
+            f"{_fmt_s(t['wan'] if t['wan'] is not None else t['network_wan'])} | {r['max_abs_error']:.1e} ({r['error_kind'][:3]}) | {_offline(r)} | {_triples(r)} |"
         )
     return lines
 

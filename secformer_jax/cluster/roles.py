@@ -35,7 +35,7 @@ import numpy as np
 import spu.api as spu_api
 import spu.libspu as libspu
 
-from .. import dealing
+from .. import beaver, dealing
 from ..program import HELD, owner
 from ..spu_runner import Cost, Program, capture_spu_log, parse_profile, process_cpu_seconds
 from . import wire
@@ -91,10 +91,14 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
             if keep.get("outputs"):
                 kept[keep["outputs"]], outputs = outputs, []
             profile = "\n".join(line for line in captured["text"].splitlines() if any(k in line for k in _PROFILE_LINES))
+            beaver_bytes = None
+            if config.protocol == "semi2k":  # what a third-party dealer would send for SPU's products (beaver.py)
+                own = parse_profile(captured["text"], seconds, 1)
+                beaver_bytes = beaver.dealer_bytes(captured["text"], executable.code.decode("utf-8"), config.field, 1, own.send_bytes)
             entries, out_blobs = wire.pack_shares(outputs)
             kind = "kept" if keep.get("outputs") else "outputs"  # "kept": no output shares, the profile only
             wire.send(io, header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "cpu_seconds": cpu,
-                                               "profile": profile, "dealt_bytes": dealt_bytes}, out_blobs)
+                                               "profile": profile, "dealt_bytes": dealt_bytes, "beaver_bytes": beaver_bytes}, out_blobs)
             jobs += 1
             log(f"{party_id}: job {jobs} ({executable.name}) ran in {seconds:.2f} s")
     except BaseException as e:
@@ -186,7 +190,7 @@ def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, 
     the slowest party's run); {"dealt_bytes": the dealer's bytes the parties received for the job,
     "compute_seconds": each party process's CPU time in the run}."""
     spu_io = spu_api.Io(len(config.parties), config.runtime_config())
-    per_party, profiles, seconds, cpu, dealt = [], [], [], [], 0
+    per_party, profiles, seconds, cpu, dealt, beaver_bytes = [], [], [], [], 0, set()
     for party, rank in zip(config.parties, _party_ranks(config)):
         header, blobs = wire.recv(io, rank, party.id)
         per_party.append(wire.unpack_shares(header["outputs"], blobs))
@@ -194,9 +198,13 @@ def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, 
         seconds.append(header["seconds"])
         cpu.append(float(header["cpu_seconds"]))
         dealt += int(header["dealt_bytes"])
+        beaver_bytes.add(header.get("beaver_bytes"))
     outputs = [spu_io.reconstruct(list(shares)) for shares in zip(*per_party)]
     cost = parse_profile("\n".join(profiles), max(seconds), len(config.parties))
     cost.party_compute_seconds = cpu
+    if len(beaver_bytes) != 1:  # each SEMI2K party counts the same corrections from its own profile
+        raise wire.PeerError(f"the parties count different SEMI2K triple corrections: {sorted(beaver_bytes, key=str)}")
+    cost.beaver_bytes = beaver_bytes.pop()
     return outputs, cost, {"dealt_bytes": dealt, "compute_seconds": cpu}
 
 
