@@ -44,9 +44,13 @@ def infer(args) -> dict:
     from .program import privacy
 
     from .checkpoint import read_metadata
+    from .glue.gelu_range import gelu_range_note
     from .spu_runner import peak_rss_bytes
 
     approx = approx_from_args(args)
+    note = gelu_range_note(args.model, approx)
+    if note:
+        _log(note)
     meant = read_metadata(args.model).get("evaluate_with") if args.model is not None else None
     if meant is not None and meant != args.approx:
         _log(f"note: {args.model} was trained for --approx {meant}; running it with --approx {args.approx}")
@@ -137,6 +141,11 @@ def _cluster(args) -> dict | None:
     from .cluster.wire import RECEIVED
 
     if args.command == "launch":
+        from .glue.gelu_range import gelu_range_note
+
+        note = gelu_range_note(args.model, approx_from_args(args))  # refused before any process starts
+        if note:
+            _log(note)
         _log(f"starting the parties and owners of {args.config} (logs: {args.log_dir or 'a temporary folder'}) ...")
         out = launch_inference(
             args.config, args.text, text_pair=args.text_pair, max_length=args.max_length, model=args.model,

@@ -45,22 +45,35 @@ def test_masked_sine_series_is_the_least_squares_fit_for_a_power_of_two_period()
     assert np.abs(series - np.array([math.erf(t / math.sqrt(2)) for t in z])).max() <= 5e-5  # 2.4e-5 in float64
 
 
-def test_gelu_cosine_series_is_gelus_fourier_series_on_its_domain():
-    """The closed-form coefficients: with many harmonics the series is GeLU to float64 precision on the
-    domain (so the formula is exact); with the 64 used, within the stated 6.7e-4. The function itself (the
-    plaintext reference, `harmonic_sums` in float32) is within 2e-5 of that float64 series (measured 8.2e-6)."""
+@pytest.mark.parametrize("name", list(sine.COSINE_SPECS))
+def test_gelu_cosine_series_is_gelus_fourier_series_on_its_domain(name):
+    """The closed-form coefficients: with many harmonics the series is GeLU on the domain up to the periodic
+    copies' overlap (7.1e-6 at its edge, 4 units from P / 2; so the formula is right); with the K = P / 2
+    used, within the stated 6.7e-4. The function itself
+    (the plaintext reference, `harmonic_sums` in float32) is within 2e-5 of that float64 series (measured
+    8.2e-6 for P = 128)."""
     from scipy import special
 
-    x = np.linspace(-sine.GELU_DOMAIN, sine.GELU_DOMAIN, 40001)
+    spec = sine.COSINE_SPECS[name]
+    domain = sine.cosine_domain(spec)
+    x = np.linspace(-domain, domain, 40001)
     exact = 0.5 * x * (1 + special.erf(x / math.sqrt(2)))
-    for spec, bound in ((sine.SineSpec(128, 160), 1e-9), (sine.GELU_COSINE, 7e-4)):
-        c0, c = sine.gelu_cosine_coefficients(spec)
-        series = 0.5 * x + c0 + np.cos(np.outer(x, 2 * np.pi * np.arange(1, spec.harmonics + 1) / spec.period)) @ c
+    for s, bound in ((sine.SineSpec(spec.period, 3 * spec.harmonics), 1e-5), (spec, 7e-4)):
+        c0, c = sine.gelu_cosine_coefficients(s)
+        series = 0.5 * x + c0 + np.cos(np.outer(x, 2 * np.pi * np.arange(1, s.harmonics + 1) / s.period)) @ c
         assert np.abs(series - exact).max() <= bound
-    f32 = np.asarray(sine.gelu_fourier(x.astype(np.float32)))  # the function itself, in float32
+    gelu = REGISTRY["gelu"][name]
+    f32 = np.asarray(gelu(x.astype(np.float32)))  # the function itself, in float32
     assert np.abs(f32 - series).max() <= 2e-5
-    assert np.abs(f32 - exact).max() <= 7e-4  # measured 6.75e-4
-    assert abs(float(sine.gelu_fourier(np.float32(80.0))) - 80.0) > 10  # outside the domain it is wrong, as documented
+    assert np.abs(f32 - exact).max() <= 7e-4  # measured 6.75e-4 for P = 128
+    far = np.float32(spec.period * 0.625)  # outside the domain it is wrong, as documented
+    assert abs(float(gelu(far)) - far) > spec.period / 16
+
+
+def test_the_smallest_cosine_spec_covering_a_range_is_named():
+    assert sine.spec_for_range(-17.2, 24.7) == "fourier64" and sine.spec_for_range(-3, 26.2) == "fourier64"
+    assert sine.spec_for_range(-9, 10) == "fourier32" and sine.spec_for_range(-30, 1) == "fourier"
+    assert sine.spec_for_range(-61, 0) is None
 
 
 @pytest.mark.parametrize("harmonics", [1, 7, 64])

@@ -65,7 +65,7 @@ def test_layernorm_under_spu(aby3, name):
 # secformer 4.9e-5 / 4.5e-5, fourier 1.5e-4 / 1.5e-4 (ABY3 / SEMI2K; up to 6.3e-5 and 1.7e-4 on more points).
 MASKED_GELUS = {
     "secformer": (sine.ERF_SINE, 8.0, 1e-4, {"aby3": 448, "semi2k": 352}, 1.8),
-    "fourier": (sine.GELU_COSINE, sine.GELU_DOMAIN, 2.5e-4, {"aby3": 52, "semi2k": 24}, 12.0),
+    **{name: (spec, sine.cosine_domain(spec), 2.5e-4, {"aby3": 52, "semi2k": 24}, 12.0) for name, spec in sine.COSINE_SPECS.items()},
 }
 
 

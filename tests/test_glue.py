@@ -2,6 +2,7 @@
 student's losses go down), resumption, evaluation in plaintext and under SPU, the CLI and the report."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.cli import main
 from secformer_jax.glue import batches, tasks
 from secformer_jax.glue.distill import distill
-from secformer_jax.approx import PRESETS, resolve_approx
+from secformer_jax.approx import PRESETS, resolve_approx, sine
 from secformer_jax.glue.evaluate import evaluate, gelu_inputs, subset
+from secformer_jax.glue.gelu_range import check_gelu_range
 from secformer_jax.checkpoint import read_metadata
 from secformer_jax.glue.finetune import finetune
 from secformer_jax.glue.loop import Hyper
@@ -163,6 +165,27 @@ def test_finetune_learns_and_saves(tiny_teacher, tiny_glue):
         evaluate("RTE", out, glue_dir=tiny_glue)
 
 
+def test_a_checkpoint_records_its_gelu_range_and_a_gelu_it_leaves_is_refused(tiny_teacher, tiny_glue, tmp_path, capsys):
+    """`secformer.json` records the GeLU inputs measured on the training data and the smallest cosine spec
+    covering them; a cosine GeLU whose domain they leave is refused (infer, eval, launch) naming that spec."""
+    out, meta = tiny_teacher
+    recorded = read_metadata(out)["gelu_inputs"]
+    assert recorded == meta["gelu_inputs"] and recorded["min"] < 0 < recorded["max"]
+    assert recorded["fourier_gelu"] == sine.spec_for_range(recorded["min"], recorded["max"]) is not None
+    assert recorded["measured_on"] == f"its training data ({meta['train_examples']} examples)"
+    wide = tmp_path / "wide"  # the same checkpoint, recorded as reaching |x| = 26.2 (a MiniLM student's range)
+    shutil.copytree(out, wide)
+    (wide / "secformer.json").write_text(json.dumps(read_metadata(out) | {"gelu_inputs": {"min": -9.0, "max": 26.2, "fourier_gelu": "fourier64"}}))
+    assert check_gelu_range(read_metadata(wide), resolve_approx("secformer", gelu="fourier64"), "w") is None
+    assert check_gelu_range(read_metadata(wide), resolve_approx("secformer"), "w") is None  # the paper's GeLU: no domain
+    assert "records no GeLU input range" in check_gelu_range({}, resolve_approx("secformer", gelu="fourier"), "w")
+    with pytest.raises(ValueError, match=r"reach \|x\| = 26.2 .* domain \|x\| <= 12: use --gelu fourier64"):
+        evaluate("SST-2", wide, glue_dir=tiny_glue, overrides={"gelu": "fourier32"})
+    for command in (["infer", "--text", "fine"], ["launch", "--config", "spu_configs/3pc_aby3.json", "--text", "fine"]):
+        assert main([*command, "--model", str(wide), "--gelu", "fourier32", "--max-length", "16"]) != 0
+        assert "use --gelu fourier64" in capsys.readouterr().err
+
+
 class FailingIds(list):
     """Token ids that raise KeyboardInterrupt (as Ctrl-C would) on their `fail_at`-th lookup."""
 
@@ -268,13 +291,13 @@ def test_eval_under_spu_agrees_with_plaintext(tiny_students, tiny_glue):
         evaluate("SST-2", out, glue_dir=tiny_glue, spu_examples=-1)
     # the cosine series' domain is checked on the plaintext pass
     gelu = evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, overrides={"gelu": "fourier"})["gelu_inputs"]
-    assert gelu["domain"] == 56 and gelu["inside"] is True and abs(exact["max"] - gelu["max"]) < 0.05
+    assert gelu["domain"] == 60 and gelu["inside"] is True and abs(exact["max"] - gelu["max"]) < 0.05
     # inputs beyond it are reported, not silently used: weights scaled to push them out
     checkpoint = load_checkpoint(out)
     data = batches.tokenize(checkpoint.tokenizer, tasks.read_task("SST-2", "dev", tiny_glue), 32)
     layer = checkpoint.params["bert"]["encoder"]["layer"]["0"]["intermediate"]["dense"]
     layer["kernel"] = layer["kernel"] * 1e3
-    assert gelu_inputs(checkpoint, resolve_approx("secformer", gelu="fourier"), data)["inside"] is False
+    assert gelu_inputs(checkpoint.config, checkpoint.params, resolve_approx("secformer", gelu="fourier"), data)["inside"] is False
     with pytest.raises(ValueError, match="asked for 30 SPU examples, the split has 24"):
         evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, spu_examples=30)
 

@@ -21,8 +21,9 @@ two int32 words h, h' as T = (h 2^31 + h') P + t: the opened d = x - T is unifor
 nothing about x (not only its residue). The dealer (a process that is not a computing party: `dealer`) draws
 fresh (t, h, h', S, C) per GeLU element and run; reusing them would reveal differences of inputs.
 
-The same opening serves any Fourier series of x: `gelu_fourier` writes GeLU itself as one cosine series of
-period 128 (no comparison; `SineSpec` says which period and how many harmonics a correlation carries).
+The same opening serves any Fourier series of x: `cosine_gelu` writes GeLU itself as one cosine series of
+period 128, 64 or 32 (`COSINE_SPECS`; no comparison; `SineSpec` says which period and how many harmonics a
+correlation carries).
 
 Without a correlation (`corr=None`) each function computes its series of x itself: the ideal functionality,
 i.e. the plaintext reference, by Horner's rule in complex arithmetic from one cos / sin of x
@@ -49,7 +50,12 @@ class SineSpec(NamedTuple):
 
 
 ERF_SINE = SineSpec(16, 7)  # `gelu_secformer_masked`'s erf series
-GELU_COSINE = SineSpec(128, 64)  # `gelu_fourier`'s GeLU series
+# `cosine_gelu`'s GeLU series by name (the registry's GeLU choices): period P, K = P / 2 harmonics, so every
+# spec keeps the harmonics up to the same frequency (w_K = pi) and the same error; a smaller P covers a
+# smaller |x| (`cosine_domain`) with fewer dealt values per element (2 K + 3)
+COSINE_SPECS = {"fourier": SineSpec(128, 64), "fourier64": SineSpec(64, 32), "fourier32": SineSpec(32, 16)}
+GELU_COSINE = COSINE_SPECS["fourier"]  # `gelu_fourier`'s
+DOMAIN_MARGIN = 4  # a cosine series of period P is GeLU on |x| <= P / 2 - 4 (`gelu_cosine_coefficients`)
 PERIOD, HARMONICS = ERF_SINE
 X_CUT = 2.5 * math.sqrt(2.0)  # erf(x / sqrt 2) = +-1 beyond (two comparisons), the series inside
 FRAC_BITS = 18  # SPU FM64's fixed point; the opened value's low log2(PERIOD) + FRAC_BITS bits are its residue
@@ -280,40 +286,61 @@ def gelu_cosine_coefficients(spec: SineSpec = GELU_COSINE) -> tuple[float, np.nd
     the triangle wave P / 4 - (2 P / pi^2) sum_{k odd} cos(w_k x) / k^2, and convolving with phi multiplies
     cos(w_k x) by exp(-w_k^2 / 2); phi's periodisation is (1 / P) (1 + 2 sum_k exp(-w_k^2 / 2) cos(w_k x))
     (Poisson). Hence c_0 = P / 8 - 1 / P and c_k = -exp(-w_k^2 / 2) (P / (pi^2 k^2) [k odd] + 2 / P),
-    exact up to the periodic copies' overlap (exp(-(P / 2 - |x|)^2 / 2) small for |x| <= P / 2 - 8)."""
+    exact up to the periodic copies' overlap (exp(-(P / 2 - |x|)^2 / 2): 7.1e-6 at most for |x| <= P / 2 - 4)."""
     k = np.arange(1, spec.harmonics + 1)
     w = 2 * np.pi * k / spec.period
     odd = (k % 2 == 1) * spec.period / (np.pi**2 * k**2)
     return spec.period / 8 - 1 / spec.period, -np.exp(-(w**2) / 2) * (odd + 2 / spec.period)
 
 
-GELU_DOMAIN = GELU_COSINE.period / 2 - 8  # |x| <= 56: the series' stated domain
+def cosine_domain(spec: SineSpec) -> float:
+    """The bound on |x| within which the cosine series of `spec` is GeLU: P / 2 - DOMAIN_MARGIN."""
+    return spec.period / 2 - DOMAIN_MARGIN
 
 
-def gelu_fourier(x, corr: SineCorrelation | None = None):
-    """GeLU as one cosine series: x / 2 + c_0 + sum_{k=1..64} c_k cos(2 pi k x / 128)
-    (`gelu_cosine_coefficients`), with the cosines from the masked opening: no comparison, no secret product.
+def cosine_gelu(spec: SineSpec):
+    """GeLU as one cosine series of period P = spec.period: x / 2 + c_0 + sum_{k=1..K} c_k cos(2 pi k x / P)
+    (`gelu_cosine_coefficients`), the cosines from the masked opening: no comparison, no secret product.
 
-    Domain |x| <= 56 (GELU_DOMAIN): max abs error vs the exact GeLU 6.7e-4 there (the dropped harmonics;
-    float64, measured on a 5e-4 grid; still 6.7e-4 at |x| = 60). Beyond it the periodic part turns back:
-    for |x| in [56, 64 + 56] the error grows to about |x| - 56 and it repeats with period 128, so inputs
-    must be known to stay inside (the MiniLM teacher's GeLU inputs on SST-2 and RTE dev lie in
-    [-17.2, 24.7], measured; see `secformer eval`'s gelu_input_range).
+    Domain |x| <= P / 2 - 4 (`cosine_domain`: 60, 28, 12 for P = 128, 64, 32). With K = P / 2 harmonics the
+    max abs error vs the exact GeLU there is 6.7e-4, 6.2e-4, 5.2e-4 (the dropped harmonics; the periodic
+    copies' overlap adds at most 7.1e-6 at the domain's edge; float64, measured on a 6e-4 grid). Beyond the
+    domain the periodic part turns back: for |x| in [P / 2, P] the error grows to about |x| - P / 2 and it
+    repeats with period P, so inputs must be known to stay inside: a checkpoint records its GeLU input range
+    and names the smallest spec that covers it (`secformer.json`, `spec_for_range`); the CLI refuses a spec
+    whose domain it exceeds.
     Without a correlation (the reference) the series is summed by `harmonic_sums` from one cos / sin of x:
-    in float32 within 8.2e-6 of the float64 series and 6.75e-4 of the exact GeLU on the domain; 16 ms for
-    64 x 1536 x 6 elements under jax.jit on 2 CPU cores, where cos of all 64 harmonics took 220 ms (measured).
-    Under SPU FM64 with a dealt correlation (`dealer(shape, stream, GELU_COSINE)`), within 1.7e-4 of the
-    reference on [-56, 56] (ABY3 and SEMI2K, measured on up to 393216 points; 2.8e-4 when the public terms
-    were rounded down; tests assert 2.5e-4). The public cos / sin of the 64 harmonics come from
-    integer angle addition (`masked_series`): BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s with
-    SPU's fixed-point sin / cos of each harmonic (72% of the time), 16-27 s with the integer harmonics
-    unrolled (one 2-core machine shared with other jobs, measured); the loop keeps the program small (a
-    MiniLM program compiles in 13 s instead of 41 s) and did not slow a 16 x 1536 GeLU (measured).
-    Online cost per element: one opening and one truncation (x / 2 and the 2 x 64 public-secret products
-    summed on ring integers, `masked_series`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and 656);
-    the dealt randomness is 2 x 64 + 3 values per element."""
-    c0, c = gelu_cosine_coefficients()
-    if corr is None:
-        return 0.5 * x + c0 + harmonic_sums((2 * math.pi / GELU_COSINE.period) * x, c)[0]
-    x_int = jax.lax.bitcast_convert_type(x, jnp.int32)  # x's ring integer is x 2^f; x / 2 rides along
-    return ring_value(masked_series(x, corr, GELU_COSINE.period, c, "cos", init=(1 << (SINE_BITS - 1)) * x_int), x.dtype) + c0
+    in float32 within 8.2e-6 of the float64 series for P = 128 (6.75e-4 of the exact GeLU on its domain);
+    16 ms for 64 x 1536 x 6 elements under jax.jit on 2 CPU cores, where cos of all 64 harmonics took
+    220 ms (measured).
+    Under SPU FM64 with a dealt correlation (`dealer(shape, stream, spec)`), within 1.7e-4 of the reference
+    on [-56, 56] for P = 128 (ABY3 and SEMI2K, measured on up to 393216 points; 2.8e-4 when the public
+    terms were rounded down; tests assert 2.5e-4 for every spec). The public cos / sin of the harmonics come
+    from integer angle addition (`masked_series`): BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s
+    with SPU's fixed-point sin / cos of each of 64 harmonics (72% of the time), 16-27 s with the integer
+    harmonics unrolled (one 2-core machine shared with other jobs, measured); the loop keeps the program
+    small (a MiniLM program compiles in 13 s instead of 41 s) and did not slow a 16 x 1536 GeLU (measured).
+    Online cost per element: one opening and one truncation (x / 2 and the 2 K public-secret products
+    summed on ring integers, `masked_series`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and
+    656), whatever the spec; the dealt randomness is 2 K + 3 values per element."""
+    c0, c = gelu_cosine_coefficients(spec)
+
+    def gelu(x, corr: SineCorrelation | None = None):
+        if corr is None:
+            return 0.5 * x + c0 + harmonic_sums((2 * math.pi / spec.period) * x, c)[0]
+        x_int = jax.lax.bitcast_convert_type(x, jnp.int32)  # x's ring integer is x 2^f; x / 2 rides along
+        return ring_value(masked_series(x, corr, spec.period, c, "cos", init=(1 << (SINE_BITS - 1)) * x_int), x.dtype) + c0
+
+    gelu.__name__ = gelu.__qualname__ = f"gelu_fourier_p{spec.period}"
+    gelu.__doc__ = f"`cosine_gelu` of period {spec.period} with {spec.harmonics} harmonics: GeLU on |x| <= {cosine_domain(spec):g}."
+    return gelu
+
+
+gelu_fourier = cosine_gelu(GELU_COSINE)
+GELU_DOMAIN = cosine_domain(GELU_COSINE)  # |x| <= 60
+
+
+def spec_for_range(lo: float, hi: float) -> str | None:
+    """The name of the smallest cosine spec whose domain covers [lo, hi] (None if none does)."""
+    fits = [(spec.period, name) for name, spec in COSINE_SPECS.items() if max(abs(lo), abs(hi)) <= cosine_domain(spec)]
+    return min(fits)[1] if fits else None

@@ -24,6 +24,7 @@ from transformers import AutoTokenizer
 
 from ..approx import ApproxSet
 from ..checkpoint import default_model_dir, load_config
+from ..glue.gelu_range import gelu_range_note
 from ..program import privacy
 from ..randomness import Dealer
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
@@ -39,6 +40,10 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, linear_laye
     """The model owner's side of one inference."""
     from ..inference import classifier_builder
     from ..sentiment_head import load_classifier
+
+    note = gelu_range_note(model_dir, approx)  # before any job: a GeLU domain its inputs leave is refused
+    if note:
+        log(note)
 
     def serve(seq_len: int) -> dict:
         checkpoint, head = load_classifier(model_dir, approx, seq_len, log)

@@ -107,6 +107,5 @@ def distill(task_name: str, teacher_dir: str | Path, student: str, out: str | Pa
         "history": {"stage1": history1, "stage2": history2}, "seconds": history1["seconds"] + history2["seconds"],
         "wall_seconds_this_call": time.perf_counter() - start,
     }
-    save_run(out, teacher, params, task, metadata)
-    return metadata
+    return save_run(out, teacher, params, task, metadata, approx, data)
 

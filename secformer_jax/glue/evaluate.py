@@ -9,6 +9,7 @@ error only. Label agreement: the share of subset examples whose SPU label equals
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from tqdm.auto import tqdm
 from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint, read_metadata
 from ..inference import Encoded, PrivateClassifier, classifier_builder
-from ..model import BertForSequenceClassification
 from ..program import privacy
 from .batches import Tokenized, bucket, eval_batches, tokenize
+from .gelu_range import check_gelu_range, gelu_inputs
 from .tasks import compute_metrics, get_task, predictions, read_task
 
 
@@ -34,28 +35,6 @@ def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) 
         real = batch.index >= 0
         out[batch.index[real]] = logits[real]
     return out
-
-
-def gelu_inputs(checkpoint, approx, data: Tokenized, batch_size: int = 64) -> dict:
-    """The range of every GeLU input (the intermediate dense outputs) over the real tokens of `data`, in
-    plaintext under `approx`, and whether it lies in the GeLU's domain (None for a GeLU right everywhere;
-    False when it leaves it or overflows to NaN)."""
-    model = BertForSequenceClassification(checkpoint.config, approx)
-    is_gelu_input = lambda mdl, _: mdl.name == "dense" and "intermediate" in mdl.scope.path
-
-    @jax.jit
-    def extremes(params, ids, mask, types):
-        _, state = model.apply({"params": params}, ids, mask, types, capture_intermediates=is_gelu_input)
-        xs = jax.numpy.stack(jax.tree_util.tree_leaves(state["intermediates"]))  # [layers, B, L, I]
-        real = (mask > 0)[None, ..., None]
-        return jax.numpy.where(real, xs, jax.numpy.inf).min(), jax.numpy.where(real, xs, -jax.numpy.inf).max()
-
-    lo, hi = np.inf, -np.inf
-    for batch in tqdm(list(eval_batches(data, batch_size)), desc="GeLU input range", unit="batch", leave=False):
-        b_lo, b_hi = extremes(checkpoint.params, batch.input_ids, batch.attention_mask, batch.token_type_ids)
-        lo, hi = float(np.minimum(lo, b_lo)), float(np.maximum(hi, b_hi))  # NaN (overflow) propagates
-    domain = approx.gelu_domain
-    return {"min": lo, "max": hi, "domain": domain, "inside": None if domain is None else bool(np.abs([lo, hi]).max() <= domain)}
 
 
 def subset(n: int, total: int) -> np.ndarray:
@@ -105,6 +84,9 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         raise ValueError(f"{model_dir} was trained on {metadata['task']}, not {task.name}")
     preset = approx_preset or metadata.get("evaluate_with") or "plaintext"
     approx = resolve_approx(preset, **(overrides or {}))
+    note = check_gelu_range(metadata, approx, str(model_dir))
+    if note:
+        print(note, file=sys.stderr)
     checkpoint = load_checkpoint(model_dir)
     if not checkpoint.has_classifier or checkpoint.config.num_labels != task.num_labels:
         raise ValueError(f"{model_dir} has no {task.name} classifier ({task.num_labels} outputs): fine-tune or distil it first")
@@ -123,7 +105,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         "role": metadata.get("role"), "method": metadata.get("method"), "max_length": max_length,
         "examples": len(data), "truncated_examples": data.truncated, "data": {"split": "dev", "source": examples.source},
         "metrics": compute_metrics(task, preds, examples.labels), "main_metric": task.metrics[0],
-        "plaintext_seconds": time.perf_counter() - start, "gelu_inputs": gelu_inputs(checkpoint, approx, data),
+        "plaintext_seconds": time.perf_counter() - start, "gelu_inputs": gelu_inputs(checkpoint.config, checkpoint.params, approx, data),
         "training": {k: metadata[k] for k in ("train_examples", "seconds", "evaluate_with", "trained_with") if k in metadata},
         "spu": None,
     }

@@ -20,6 +20,7 @@ from ..approx import PRESETS, ApproxSet
 from ..checkpoint import DEFAULT_PACKAGE, METADATA, Checkpoint, default_model_dir, load_checkpoint, load_config, save_checkpoint
 from ..model import BertForSequenceClassification
 from .batches import Tokenized, tokenize
+from .gelu_range import gelu_inputs
 from .loop import Hyper, discard_state, fit
 from .tasks import TaskSpec, get_task, read_task
 
@@ -63,8 +64,12 @@ def prepare_out(out: Path, restart: bool) -> None:
         discard_state(out / STATE_DIR)
 
 
-def save_run(out: Path, checkpoint: Checkpoint, params, task: TaskSpec, metadata: dict) -> Path:
-    """Write the checkpoint with the task's labels and its `secformer.json`, then drop the resumable state."""
+def save_run(out: Path, checkpoint: Checkpoint, params, task: TaskSpec, metadata: dict, approx: ApproxSet, data: Tokenized) -> dict:
+    """Write the checkpoint with the task's labels and its `secformer.json` (`metadata` plus the GeLU input
+    range of the trained model under `approx`, the approximations it was trained with, on its training data
+    `data`: `gelu_range.gelu_inputs`), drop the resumable state, and return the metadata written."""
+    inputs = gelu_inputs(checkpoint.config, params, approx, data)
+    metadata = metadata | {"gelu_inputs": {k: inputs[k] for k in ("min", "max", "fourier_gelu")} | {"measured_on": f"its training data ({len(data)} examples)"}}
     config = checkpoint.config
     config.num_labels = task.num_labels
     config.id2label = task.id2label
@@ -73,7 +78,7 @@ def save_run(out: Path, checkpoint: Checkpoint, params, task: TaskSpec, metadata
     save_checkpoint(out, config, params, checkpoint.tokenizer)
     (out / METADATA).write_text(json.dumps(metadata, indent=2))
     discard_state(out / STATE_DIR)
-    return out
+    return metadata
 
 
 def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = None, hyper: Hyper = Hyper(3, 2e-5),
@@ -99,5 +104,4 @@ def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = Non
         "truncated_examples": data.truncated, "history": history, "seconds": history["seconds"],
         "wall_seconds_this_call": time.perf_counter() - start,
     }
-    save_run(out, checkpoint, params, task, metadata)
-    return metadata
+    return save_run(out, checkpoint, params, task, metadata, approx, data)
