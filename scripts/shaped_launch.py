@@ -9,9 +9,10 @@ plus TCP/IP headers) and the model's prediction for a capped run:
 
     modelled seconds = max over parties q of ( compute_q + 8 bytes_into_q / R )
 
-(`bench/network.py` caps each party's sends; tc can only tell the parties' ports apart on the receiving
-side, so here each party's receive link is capped: in ABY3 and 2PC each party receives what its neighbour
-sends.) Usage (root, or a kernel that allows user namespaces):
+and `modelled_seconds_from_send_bytes`, the same from each party's sent payload as the benchmark records
+model it (`bench/network.py`, which caps each party's sends; tc can only tell the parties' ports apart on the receiving
+side, so here each party's receive link is capped: in ABY3 and 2PC each party receives mostly what its
+neighbour sends). Usage (root, or a kernel that allows user namespaces):
 
     .venv/bin/python scripts/shaped_launch.py --config spu_configs/3pc_aby3.json --approx puma,secformer \
         --rates 0,200,50 --linear fixed-mask --out results/launch/shaped-aby3.json
@@ -64,6 +65,15 @@ def class_bytes(ports: list[int]) -> list[int] | None:
     return [sent[10 + i] for i in range(len(ports))] if sent else None
 
 
+def modelled(record: dict, mbit: float) -> dict:
+    """The model's seconds for a capped run: from the bytes that crossed into each party (tc's counters), and
+    as the benchmark records model it, from each party's sent payload (`bench/network.py`, no headers)."""
+    into = [8 * b / (mbit * 1e6) for b in record["bytes_into_party"]]
+    sent = [8 * b / (mbit * 1e6) for b in record["party_send_bytes"]]
+    return {"modelled_network_seconds": into, "modelled_seconds": max(c + n for c, n in zip(record["compute_seconds"], into)),
+            "modelled_seconds_from_send_bytes": max(c + n for c, n in zip(record["compute_seconds"], sent))}
+
+
 def run_once(args, approx: str, mbit: float) -> dict:
     ports = mpc_ports(args.config)
     shape(ports, mbit)
@@ -83,9 +93,7 @@ def run_once(args, approx: str, mbit: float) -> dict:
         "prediction": result["prediction"], "bytes_into_party": received,
     }
     if mbit:
-        network = [8 * b / (mbit * 1e6) for b in received]
-        record["modelled_network_seconds"] = network
-        record["modelled_seconds"] = max(c + n for c, n in zip(compute, network))
+        record.update(modelled(record, mbit))
     print(f"{approx} at {mbit or 'unshaped'} Mbit/s: wall {record['wall_seconds']:.1f} s, modelled {record.get('modelled_seconds', float('nan')):.1f} s",
           flush=True)
     return record
