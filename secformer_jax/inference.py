@@ -70,9 +70,18 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
     )
 
 
-def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu") -> ProgramBuilder:
-    """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits)."""
-    model = BertForSequenceClassification(config, approx)
+# the word one-hot product, per protocol, over this many vocabulary rows at a time (`model._embed`): SPU's
+# Cheetah encodes a whole product operand for its homomorphic products, and BERT-base's embedding program
+# (128 x 30,522 by 30,522 x 768) was OOM-killed at 24 GiB even at 32 tokens, where 2,048 rows at a time
+# peaked at 7.9 GB for 128 tokens (measured, `results/cheetah/`); the other protocols take one product
+VOCAB_CHUNKS = {"cheetah": 2048}
+
+
+def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> ProgramBuilder:
+    """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
+    with `protocol`, its program for that protocol (`VOCAB_CHUNKS`), else one every protocol but Cheetah
+    runs as compiled."""
+    model = BertForSequenceClassification(config, approx, VOCAB_CHUNKS.get(protocol, 0))
     return ProgramBuilder(model, ("words", "mask", "types"), approx, field, linear_layers, lambda out: out["logits"], "bert_logits")
 
 
@@ -100,6 +109,7 @@ class PrivateClassifier:
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         self.builder = classifier_builder(checkpoint.config, approx, field, linear_layers)
+        self._builders = {protocol: classifier_builder(checkpoint.config, approx, field, linear_layers, protocol) for protocol in VOCAB_CHUNKS}
         self._simulations: dict[str, Simulation] = {}
         self._plain = jax.jit(self.builder.function())
         self._compiled: dict[int, tuple[Program, float]] = {}
@@ -115,6 +125,10 @@ class PrivateClassifier:
         c = self.checkpoint.config
         f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
         return {"words": f32(1, seq_len, c.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, c.type_vocab_size)}
+
+    def builder_for(self, protocol: str) -> ProgramBuilder:
+        """The builder of `protocol`'s program (`VOCAB_CHUNKS`; the same math as `builder`'s)."""
+        return self._builders.get(protocol, self.builder)
 
     def masks(self, protocol: str) -> linear.FixedMasks | None:
         """The fixed masks for `protocol`, set up once per protocol (the dealer's B, and the setup program
@@ -137,8 +151,9 @@ class PrivateClassifier:
         value it opens (`openings.py`; for tests)."""
         masks = self.masks(protocol)
         start = time.perf_counter()
-        shapes = self.builder.shapes(self.checkpoint.params, self._shaped_data(seq_len), masks)
-        program, new = self.builder.compile(shapes, record_openings)
+        builder = self.builder_for(protocol)
+        shapes = builder.shapes(self.checkpoint.params, self._shaped_data(seq_len), masks)
+        program, new = builder.compile(shapes, record_openings)
         if new:
             self._compiled[id(program)] = (program, time.perf_counter() - start)
         return self._compiled[id(program)]
@@ -159,7 +174,7 @@ class PrivateClassifier:
         simulation = self.simulation(protocol)
         program, compile_seconds = self.program(encoded.input_ids.shape[1], protocol, record_openings)
         masks = self.masks(protocol)
-        out, cost, offline = self.builder.run(simulation, self.checkpoint.params, self.data(encoded), masks, Dealer(), record_openings)
+        out, cost, offline = self.builder_for(protocol).run(simulation, self.checkpoint.params, self.data(encoded), masks, Dealer(), record_openings)
         if offline is not None:
             what = ["GeLU"] * self.approx.needs_correlation + ["fixed-mask products"] * (masks is not None)
             offline["what"] = f"dealt randomness ({', '.join(what)}): seeds and corrections"

@@ -24,6 +24,7 @@ What differs from the Hugging Face modules, and why:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -55,11 +56,17 @@ def check_config(config: BertConfig) -> None:
         raise ValueError("hidden_size must be a multiple of num_attention_heads")
 
 
-def _embed(table: Array, ids_or_onehot: Array) -> Array:
-    """Row lookup: integer ids [B, L] index the table; a one-hot [B, L, V] multiplies it."""
+def _embed(table: Array, ids_or_onehot: Array, chunk: int = 0) -> Array:
+    """Row lookup: integer ids [B, L] index the table; a one-hot [B, L, V] multiplies it, in one product or,
+    with `chunk` > 0, as the sum of products over `chunk` vocabulary rows at a time (the same sum; SPU's
+    Cheetah encodes a whole operand at once, and BERT's 30,522 x 768 table does not fit 24 GiB: see
+    `inference.VOCAB_CHUNKS`)."""
     if jnp.issubdtype(ids_or_onehot.dtype, jnp.integer):
         return jnp.take(table, ids_or_onehot, axis=0)
-    return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
+    if chunk <= 0 or chunk >= table.shape[0]:
+        return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
+    parts = [jnp.einsum("blv,vd->bld", ids_or_onehot[..., s:s + chunk], table[s:s + chunk]) for s in range(0, table.shape[0], chunk)]
+    return functools.reduce(jnp.add, parts)
 
 
 def _open_input(module: nn.Module, x: Array) -> Array:
@@ -100,12 +107,13 @@ class WordEmbed(nn.Module):
     num_embeddings: int
     features: int
     embedding_init: Any
+    chunk: int = 0  # > 0: the one-hot product over this many vocabulary rows at a time (`_embed`)
 
     @nn.compact
     def __call__(self, ids_or_onehot: Array) -> Array:
         if self.has_variable("masked_weights", "embedding"):
             return _masked_product(self, ids_or_onehot, "embedding", None)
-        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot)
+        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot, self.chunk)
 
 
 class LayerNorm(nn.Module):
@@ -125,11 +133,12 @@ class LayerNorm(nn.Module):
 class BertEmbeddings(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    vocab_chunk: int = 0  # the word one-hot product over this many vocabulary rows at a time (0: one product)
 
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init)
+        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init, chunk=self.vocab_chunk)
         self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init)
         self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
@@ -281,6 +290,23 @@ class BertPooler(nn.Module):
         return jnp.tanh(dense(hidden[:, 0]))
 
 
+class BertHead(nn.Module):
+    """Pooler + classifier on the last hidden state [B, L, H] -> logits: the last of a model's programs when
+    it runs one program per stage (`stages.py`). Parameters {"pooler", "classifier"}: the checkpoint's
+    `bert/pooler` and `classifier` trees."""
+
+    config: BertConfig
+    approx: ApproxSet
+
+    def setup(self):
+        c = self.config
+        self.pooler = BertPooler(c)
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
+
+    def __call__(self, hidden):
+        return self.classifier(self.pooler(hidden))
+
+
 class BertModule(nn.Module):
     """The encoder: embeddings, `num_hidden_layers` layers, pooler. Returns a dict of arrays:
     `last_hidden_state` [B, L, H], `pooler_output` [B, H], `hidden_states` (embeddings + every layer),
@@ -288,10 +314,11 @@ class BertModule(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
+    vocab_chunk: int = 0  # `BertEmbeddings.vocab_chunk`
 
     def setup(self):
         check_config(self.config)
-        self.embeddings = BertEmbeddings(self.config, self.approx)
+        self.embeddings = BertEmbeddings(self.config, self.approx, self.vocab_chunk)
         self.encoder = BertEncoder(self.config, self.approx)
         self.pooler = BertPooler(self.config)
 
@@ -312,10 +339,11 @@ class BertForSequenceClassification(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
+    vocab_chunk: int = 0  # `BertEmbeddings.vocab_chunk`
 
     def setup(self):
         c = self.config
-        self.bert = BertModule(c, self.approx)
+        self.bert = BertModule(c, self.approx, self.vocab_chunk)
         dropout = getattr(c, "classifier_dropout", None)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob if dropout is None else dropout)
         self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))

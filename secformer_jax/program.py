@@ -45,6 +45,7 @@ from .spu_runner import FIELDS, PROTOCOLS, SPU_COMPILER_OPTIONS, Program, Simula
 MODEL_OWNER, DATA_OWNER, DEALER, HELD = "model_owner", "data_owner", "dealer", "held"
 DEALT = ("correlation", "linear")  # the dealer's inputs of the main program
 PUBLIC_INPUTS = ("masked_weights",)
+DEALER_FREE = ("cheetah",)  # protocols chosen for having no dealer: nothing dealt runs under them
 INPUT_OWNERS = {"params": MODEL_OWNER, "correlation": DEALER, "linear": DEALER, "weight_masks": HELD, "masked_weights": HELD}  # else: data owner
 SETUP_OWNERS = {"weights": MODEL_OWNER, "weight_masks": DEALER}
 
@@ -66,6 +67,9 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
             raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(known)}")
     if approx.needs_correlation:
         sine.check_field(field)
+        if protocol in DEALER_FREE:
+            raise ValueError(f"{protocol} runs without a dealer, and the {approx.gelu!r} GeLU needs dealt randomness: "
+                             "use --gelu puma (PUMA's GeLU, what `secformer bench` runs for SecFormer under Cheetah) or --gelu secformer_poly")
     if linear_layers == "fixed-mask":
         linear.check_field(field) if protocol is None else linear.check_settings(protocol, field)
 
@@ -245,10 +249,12 @@ class ProgramBuilder:
         return named
 
     def run(self, simulation, params: dict, data: dict, masks: linear.FixedMasks | None, dealer: Dealer,
-            record_openings: bool = False) -> tuple[Any, Any, dict | None]:
+            record_openings: bool = False, held: dict | None = None, keep: str | None = None) -> tuple[Any, Any, dict | None]:
         """One private run in `simulation` (a `Simulation`, or a cluster's runner): deal (seed-based, from
         `dealer`), share, run. Returns (output, online Cost, offline: {"send_bytes": what the dealer sends,
-        "seconds": its time} or None)."""
+        "seconds": its time} or None). `held`: data inputs the parties kept from an earlier program ({name:
+        what that run's `keep` returned}; `data` then gives only their shapes); `keep`: the parties keep the
+        output under this name instead of revealing it, and the run returns what `held` takes."""
         if masks is not None and masks.held is None:
             raise ValueError("the fixed-mask setup has not run: call run_setup first")
         start = time.perf_counter()
@@ -257,7 +263,8 @@ class ProgramBuilder:
         offline = {"send_bytes": shares.send_bytes, "seconds": time.perf_counter() - start} if dealt else None
         inputs = self.inputs(params, data, masks, dealt)
         program = self.compile(jax.tree_util.tree_map(_shape, inputs), record_openings)[0]
-        out, cost = simulation.run(program, inputs, dealt=shares, held=masks.held if masks is not None else None)
+        held = (masks.held if masks is not None else {}) | (held or {})
+        out, cost = simulation.run(program, inputs, dealt=shares, held=held or None, keep={"outputs": keep} if keep else None)
         return out, cost, offline
 
     def function(self, record_openings: bool = False) -> Callable[[dict], Any]:

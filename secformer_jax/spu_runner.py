@@ -52,6 +52,7 @@ FIELDS = {"fm64": (libspu.FieldType.FM64, 18), "fm128": (libspu.FieldType.FM128,
 # on one backend: Taylor exp (only exp-based softmaxes use it) and x / broadcast(y) -> x * broadcast(1 / y).
 SPU_RUNTIME_OPTIONS = {"fxp_exp_mode": libspu.RuntimeConfig.ExpMode.EXP_TAYLOR}
 SPU_COMPILER_OPTIONS = {"enable_optimize_denominator_with_broadcast": True}
+SIMULATION_RECV_TIMEOUT_S = 3600  # a simulated party's wait for another's message (`Simulation.run`)
 
 
 def _choice(kind: str, value: str, choices) -> str:
@@ -109,6 +110,24 @@ class Cost:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def total(cls, costs: list["Cost"]) -> "Cost":
+        """The cost of running `costs`' programs one after the other: seconds, bytes, actions, each party's
+        figures and compute, and SEMI2K's triples summed; per-op counts, seconds and bytes summed too."""
+        by_op: dict[str, OpCost] = {}
+        for cost in costs:
+            for op, c in cost.by_op.items():
+                old = dataclasses.astuple(by_op[op]) if op in by_op else (0,) * 6
+                by_op[op] = OpCost(*(a + b for a, b in zip(old, dataclasses.astuple(c))))
+        column = lambda field: [sum(v) for v in zip(*(getattr(c, field) for c in costs))]
+        beaver = [c.beaver_bytes for c in costs]
+        return cls(
+            sum(c.seconds for c in costs), sum(c.send_bytes for c in costs), sum(c.recv_bytes for c in costs),
+            sum(c.send_actions for c in costs), sum(c.recv_actions for c in costs), column("party_send_bytes"),
+            column("party_send_actions"), by_op, column("party_compute_seconds"),
+            None if all(b is None for b in beaver) else sum(b or 0 for b in beaver),
+        )
+
 
 _OP_LINE = re.compile(
     r"- pphlo\.(?P<op>\S+), executed (?P<count>\d+) times, duration (?P<sec>[0-9.e+-]+)s, "
@@ -152,6 +171,29 @@ def process_cpu_seconds() -> float:
 def peak_rss_bytes() -> int:
     """This process's peak resident set size so far (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@contextmanager
+def rss_peak(interval_s: float = 0.2):
+    """The process's peak resident memory during the body (a dict whose "bytes" is set on exit), sampled
+    from /proc/self/statm every `interval_s` by a thread (ru_maxrss only grows: it cannot tell one stage's
+    peak from an earlier one's). Sampling can miss a spike shorter than the interval."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    current = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+    found, stop = {"bytes": current()}, threading.Event()
+
+    def sample():
+        while not stop.wait(interval_s):
+            found["bytes"] = max(found["bytes"], current())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+        found["bytes"] = max(found["bytes"], current())
 
 
 _log_lock = threading.Lock()
@@ -302,6 +344,9 @@ class Simulation:
         del shares, preshared
 
         desc = libspu.link.Desc()
+        # the parties share this process's cores: one may wait on another's long local step (Cheetah packs a
+        # 2,048 x 768 operand for 10-20 s on 2 busy cores), far past yacl's default 30 s receive timeout
+        desc.recv_timeout_ms = SIMULATION_RECV_TIMEOUT_S * 1000
         for rank in range(self.world_size):
             desc.add_party(f"id_{rank}", f"thread_{rank}")
         results: list = [None] * self.world_size

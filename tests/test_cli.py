@@ -50,7 +50,8 @@ def test_unknown_names_are_refused(argv, message, capsys):
         (["--text", "word " * 40, "--max-length", "16"], "over the max length 16"),
         (["--max-length", "100"], "exceeds the model's 64 positions"),
         (["--model", "/nonexistent/model"], "does not exist"),
-        (["--linear", "fixed-mask", "--protocol", "cheetah"], "dealer-based protocol"),
+        (["--linear", "fixed-mask", "--protocol", "cheetah", "--approx", "puma"], "dealer-based protocol"),
+        (["--protocol", "cheetah", "--approx", "secformer"], "cheetah runs without a dealer"),
         (["--linear", "fixed-mask", "--approx", "puma", "--field", "fm128"], "need field fm64"),
     ],
 )

@@ -27,7 +27,9 @@ MATRIX = [
 @pytest.mark.parametrize("preset, protocol", MATRIX)
 def test_spu_matches_plaintext(classifiers, preset, protocol):
     ckpt, by_preset = classifiers
-    result = by_preset[preset](encode(ckpt.tokenizer, TEXT, max_length=16), protocol)
+    # Cheetah has no dealer: a GeLU on dealt randomness is refused there, PUMA's runs in its place
+    classifier = PrivateClassifier(ckpt, PRESETS[preset].dealer_free()) if protocol == "cheetah" else by_preset[preset]
+    result = classifier(encode(ckpt.tokenizer, TEXT, max_length=16), protocol)
     scale = float(np.abs(result.plaintext_logits).max())
     assert np.isfinite(result.logits).all()
     assert result.max_abs_error <= 0.02 + 0.02 * scale, (result.logits, result.plaintext_logits)
@@ -36,7 +38,7 @@ def test_spu_matches_plaintext(classifiers, preset, protocol):
     # party sends one of its two shares to one other)
     by_op = sum(op.send_bytes for op in result.cost.by_op.values())
     c = ckpt.config
-    opened = c.num_hidden_layers * 16 * c.intermediate_size if PRESETS[preset].needs_correlation else 0
+    opened = c.num_hidden_layers * 16 * c.intermediate_size if classifier.approx.needs_correlation else 0
     assert result.cost.send_bytes > 0 and result.cost.send_bytes - by_op == opened * {"semi2k": 16, "cheetah": 16, "aby3": 24}[protocol]
 
 

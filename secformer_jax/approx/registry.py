@@ -142,6 +142,11 @@ class ApproxSet:
         """Whether the GeLU runs a protocol on dealt correlated randomness."""
         return self.correlation_spec is not None
 
+    def dealer_free(self) -> ApproxSet:
+        """This set with PUMA's GeLU in place of one that runs on dealt randomness: what a protocol without a
+        dealer (Cheetah) runs for it."""
+        return dataclasses.replace(self, gelu="puma") if self.needs_correlation else self
+
     def training(self) -> ApproxSet:
         """The set a student for this one is trained with: each protocol replaced by the function whose
         ideal functionality it evaluates (`Approximation.trains_as`)."""

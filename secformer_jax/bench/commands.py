@@ -68,6 +68,8 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
+    model.add_argument("--layer-programs", action="store_true",
+                       help="run the model as one SPU program per stage (embedding, each layer, head), every layer, nothing extrapolated (secformer_jax/stages.py)")
     model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike")
     model.add_argument("--dealer-seed", type=int, help="derive the dealt masks from this seed (reproducible runs; recorded in the JSON); default: a fresh key per run")
 
@@ -116,11 +118,11 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
     if args.seq_len < 1 or args.batch < 1:
         raise ValueError("--seq-len and --batch must be positive")
     total_layers = model_config(args.model).num_hidden_layers
-    total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers)
+    total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers, args.layer_programs)
     with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
         records = model_records(
             args.model, args.methods, args.protocols, args.seq_len, args.batch, args.layers, networks, args.field,
-            progress=bar.update, runners=runners, linear_layers=args.linear, dealer_seed=args.dealer_seed,
+            progress=bar.update, runners=runners, linear_layers=args.linear, dealer_seed=args.dealer_seed, layer_programs=args.layer_programs,
         )
-    suffix = "-fixed-mask" if args.linear == "fixed-mask" else ""
+    suffix = ("-fixed-mask" if args.linear == "fixed-mask" else "") + ("-layer-programs" if args.layer_programs else "")
     return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols) + suffix

@@ -32,11 +32,12 @@ import spu.libspu as libspu
 from transformers import BertConfig
 
 from ..approx import METHODS, PRESETS, ApproxSet, sine
-from ..inference import classifier_builder
+from ..inference import VOCAB_CHUNKS, classifier_builder
 from ..model import BertEmbeddings, BertLayer, init_params
-from ..program import ProgramBuilder, privacy
+from ..program import DEALER_FREE, ProgramBuilder, privacy
 from ..randomness import Dealer
-from ..spu_runner import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, Cost, Simulation, compile_program
+from ..spu_runner import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, Cost, Simulation, compile_program, peak_rss_bytes
+from ..stages import StagedClassifier
 from .network import Network
 from .records import cost_fields
 
@@ -89,7 +90,7 @@ def _module_run(module, data_names, approx, field, linear_layers, data: dict, ou
     return _Run(builder, params, data)
 
 
-def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, field: str, linear_layers: str):
+def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, field: str, linear_layers: str, protocol: str | None = None):
     """{category: (piece, count per model)}: a piece is a `_Run` of one of the model's own modules with no
     nonlinearity (embedding: `BertEmbeddings`; linear: one `BertLayer`, its products and additions), or
     (function, args) of the method's nonlinearity at the model's shapes (module doc)."""
@@ -98,7 +99,7 @@ def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len:
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     _, data = _data(config, batch, seq_len, 1)
     n = config.num_hidden_layers
-    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
+    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, VOCAB_CHUNKS.get(protocol, 0)), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
                             {"words": data["words"], "types": data["types"]}, name="embedding")
     layer = _module_run(BertLayer(config, NO_NONLINEARITY), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
                         {"hidden": f32(b, l, h), "mask": data["mask"]}, lambda out: out[0], "linear")
@@ -157,12 +158,16 @@ def _extrapolated(values: dict[int, float], measured: int, total_layers: int) ->
 
 
 def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None, runners=None,
-                  linear_layers: str = "spu", dealer_seed: int | None = None) -> list[dict]:
+                  linear_layers: str = "spu", dealer_seed: int | None = None, layer_programs: bool = False) -> list[dict]:
     """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext
     record. `runners` as in `ops.op_records` (default: SPU simulations). `linear_layers`: "spu" (SPU's own
     products) or "fixed-mask" (`linear.py`, for every method alike, where `linear.prefers_mask`). The dealt
     randomness and masks are fresh per run from a new `randomness.Dealer` (costs do not depend on their
-    values); `dealer_seed` makes them reproducible (recorded in each record as `dealer_seed`)."""
+    values); `dealer_seed` makes them reproducible (recorded in each record as `dealer_seed`).
+    `layer_programs`: run the model as one program per stage (`stages.py`: embedding, every layer, head;
+    every layer run, none extrapolated) instead of one program. Under a protocol without a dealer (Cheetah)
+    a method whose GeLU needs dealt randomness runs PUMA's GeLU instead (`ApproxSet.dealer_free`; the
+    record's `approx` says so); the word embedding's product is chunked there (`inference.VOCAB_CHUNKS`)."""
     runs_made = itertools.count()
 
     def new_dealer() -> Dealer:  # one per run: a stream name is used once per dealer
@@ -171,7 +176,9 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     fixed_mask = linear_layers == "fixed-mask"
     full = model_config(model)
     total_layers = full.num_hidden_layers
-    measured = total_layers if layers is None else layers
+    measured = total_layers if layers is None or layer_programs else layers
+    if layer_programs and layers not in (None, total_layers):
+        raise ValueError("--layer-programs runs every layer: leave out --layers")
     if not 1 <= measured <= total_layers:
         raise ValueError(f"--layers must be in [1, {total_layers}] for {model}, got {layers}")
     if seq_len > full.max_position_embeddings:
@@ -179,37 +186,52 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
+    approx_for = lambda method, protocol: PRESETS[method].dealer_free() if protocol in DEALER_FREE else PRESETS[method]
     for method in methods:
         for protocol in protocols:
-            classifier_builder(full, PRESETS[method], field, linear_layers).check(protocol)
+            classifier_builder(full, approx_for(method, protocol), field, linear_layers, protocol).check(protocol)
     base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field, "linear": linear_layers,
-            "dealer_seed": dealer_seed}
+            "dealer_seed": dealer_seed, "programs": "one per stage" if layer_programs else "one"}
     plain_s = plaintext_seconds(full, batch, seq_len)
     records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
     simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     ids, data = _data(full, batch, seq_len, 0)
+    plain_inputs = {"words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
     counts = sorted({measured, 0} if measured < total_layers else {measured})
     for method in methods:
-        approx = PRESETS[method]
-        runs = {}
-        for n in counts:
-            config = model_config(model, n)
-            runs[n] = _Run(classifier_builder(config, approx, field, linear_layers), init_params(config, PRESETS["plaintext"]), data)
-        pieces = _category_pieces(full, approx, batch, seq_len, field, linear_layers)
         for protocol in protocols:
+            approx = approx_for(method, protocol)
             sim = simulations[protocol]
-            costs, offline, setup, error = {}, {}, {}, None
-            for n, run in runs.items():
-                out, costs[n], dealt, setup_cost = run.run(sim, new_dealer())
-                offline[n] = dealt["send_bytes"] if dealt else 0
-                setup[n] = setup_cost["send_bytes"] if setup_cost else 0
-                if n == measured:
-                    plain_inputs = {"params": run.params, "words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
-                    error = float(np.max(np.abs(out - np.asarray(jax.jit(run.builder.function())(plain_inputs)))))
-                if progress:
-                    progress(1)
-            total = costs[measured] if measured == total_layers else _extrapolate(costs[0], costs[measured], measured, total_layers)
-            by_category = {}
+            if layer_programs:
+                params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
+                staged = StagedClassifier(full, approx, field, linear_layers, VOCAB_CHUNKS.get(protocol, 0))
+                masks, setup_cost = staged.setup(sim, params, data, new_dealer)
+                stage_costs = []
+                out, total, dealt = staged.run(sim, params, data, masks, new_dealer, progress=lambda _: progress(1) if progress else None,
+                                               per_stage=stage_costs)
+                offline_bytes = dealt["send_bytes"] if dealt else 0
+                setup_bytes = setup_cost["send_bytes"] if setup_cost else 0
+                reference = classifier_builder(full, approx).function()
+                error = float(np.max(np.abs(out - np.asarray(jax.jit(reference)({"params": params, **plain_inputs})))))
+                del params
+            else:
+                costs, offline, setup = {}, {}, {}
+                for n in counts:
+                    config = model_config(model, n)
+                    run = _Run(classifier_builder(config, approx, field, linear_layers, protocol), init_params(config, PRESETS["plaintext"]), data)
+                    out, costs[n], dealt, setup_cost = run.run(sim, new_dealer())
+                    offline[n] = dealt["send_bytes"] if dealt else 0
+                    setup[n] = setup_cost["send_bytes"] if setup_cost else 0
+                    if n == measured:
+                        error = float(np.max(np.abs(out - np.asarray(jax.jit(run.builder.function())({"params": run.params, **plain_inputs})))))
+                    del run
+                    if progress:
+                        progress(1)
+                total = costs[measured] if measured == total_layers else _extrapolate(costs[0], costs[measured], measured, total_layers)
+                offline_bytes = round(_extrapolated(offline, measured, total_layers))
+                setup_bytes = round(_extrapolated(setup, measured, total_layers))
+            by_category = {}  # with layer programs the stages are the breakdown (`stages` in the record)
+            pieces = {} if layer_programs else _category_pieces(full, approx, batch, seq_len, field, linear_layers, protocol)
             for cat, (piece, count) in pieces.items():
                 if isinstance(piece, _Run):
                     cost = piece.run(sim, new_dealer())[1]
@@ -219,27 +241,31 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 by_category[cat] = _scaled(cost, count)
                 if progress:
                     progress(1)
-            by_category["other"] = {
-                key: total_value - sum(c[key] for c in by_category.values())
-                for key, total_value in (("seconds", total.seconds), ("send_bytes", total.send_bytes), ("send_actions", total.send_actions))
-            }
+            if pieces:
+                by_category["other"] = {
+                    key: total_value - sum(c[key] for c in by_category.values())
+                    for key, total_value in (("seconds", total.seconds), ("send_bytes", total.send_bytes), ("send_actions", total.send_actions))
+                }
             dealt_what = ["dealt GeLU randomness"] * approx.needs_correlation + ["fixed-mask A and C"] * fixed_mask
-            offline_bytes = round(_extrapolated(offline, measured, total_layers))
             records.append(
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
                     **privacy(protocol, bool(dealt_what)),
                     "extrapolated": measured < total_layers, **cost_fields(total, networks, offline_bytes),
-                    "by_category": by_category, "max_abs_error": error, "plaintext_seconds": plain_s,
+                    **({"stages": stage_costs} if layer_programs else {"by_category": by_category}),
+                    "max_abs_error": error, "plaintext_seconds": plain_s,
                     "offline": {"send_bytes": offline_bytes,
                                 "what": " + ".join(dealt_what) + " (seeds and corrections sent by the dealer)"} if dealt_what else None,
-                    "setup": {"send_bytes": round(_extrapolated(setup, measured, total_layers)),
+                    "setup": {"send_bytes": setup_bytes,
                               "what": "once per model: the model owner's shares of W, the dealer's of B, and the opening of E = W - B (fixed-mask products)"} if fixed_mask else None,
+                    "peak_rss_bytes": peak_rss_bytes(),
                 }
             )
     return records
 
 
-def runs_per_method(protocols, layers, total_layers) -> int:
+def runs_per_method(protocols, layers, total_layers, layer_programs: bool = False) -> int:
     """How many SPU runs `model_records` makes per method (for progress bars)."""
+    if layer_programs:  # one run per stage, the stages being the breakdown
+        return len(protocols) * (total_layers + 2)
     return len(protocols) * ((1 if layers in (None, total_layers) else 2) + len(CATEGORIES) - 1)

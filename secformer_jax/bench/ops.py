@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from functools import partial
 from typing import Callable
 
@@ -147,7 +148,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     Returns one record per run; `progress(n)` is called after each run.
     """
     from .. import dealing
-    from ..program import privacy
+    from ..program import DEALER_FREE, privacy
     from ..randomness import Dealer
     from ..spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
     from .records import cost_fields
@@ -169,6 +170,11 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                 dealt = (case.dealt[method](inputs[0].shape, Dealer().stream(op)),) if method in case.dealt else ()
                 program = compile_program(fn, *inputs, *dealt, name=f"{op}_{method}")
                 for protocol in protocols:
+                    if dealt and protocol in DEALER_FREE:  # no dealer under Cheetah (`program.check_settings`)
+                        print(f"note: {op} {method} needs a dealer; not run under {protocol}", file=sys.stderr)
+                        if progress:
+                            progress(1)
+                        continue
                     # the dealt correlation (the last argument) arrives seed-based, as from a dealer
                     shares = dealing.deal_inputs({f"arg{len(inputs)}": dealt[0]}, protocol) if dealt else None
                     out, cost = simulations[protocol].run(program, *inputs, *dealt, dealt=shares)

@@ -178,6 +178,35 @@ def _plot_models(records, path):
     plt.close(fig)
 
 
+def stage_table(records: list[dict]) -> list[str]:
+    """Per stage of the records run as one program per stage (`--layer-programs`): seconds, MB sent, the
+    busiest party's compute and the process's peak resident memory during the stage."""
+    lines = ["| model | protocol | method | stage | wall s | compute s | MB sent | peak GB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        for st in r.get("stages", []):
+            lines.append(f"| {r['model']} | {r['protocol']} | {r['method']} | {st['stage']} | {_fmt_s(st['seconds'])} | "
+                         f"{_fmt_s(max(st['compute_seconds']))} | {st['send_bytes'] / MB:,.1f} | {st['peak_rss_bytes'] / 1e9:.2f} |")
+    return lines
+
+
+def _plot_stages(records, path):
+    """Peak resident memory and wall seconds per stage, one line per (method, protocol)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r in records:
+        names = [st["stage"].replace("layer ", "L") for st in r["stages"]]
+        label = f"{r['method']}/{r['protocol']}"
+        axes[0].plot(names, [st["peak_rss_bytes"] / 1e9 for st in r["stages"]], marker="o", label=label)
+        axes[1].plot(names, [st["seconds"] for st in r["stages"]], marker="o", label=label)
+    axes[0].set_ylabel("peak resident GB during the stage")
+    axes[1].set_ylabel("wall s")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_ops(records, path, x_key="send_bytes", ylabel="MB sent (all parties)"):
     ops = sorted({r["op"] for r in records})
     fig, axes = plt.subplots(1, len(ops), figsize=(3.6 * len(ops), 3.6), squeeze=False)
@@ -207,9 +236,16 @@ def render(out_dir: Path) -> Path:
         models = [r for r in records if r["kind"] == "model"]
         ops = [r for r in records if r["kind"] == "op"]
         if models:
-            lines += model_table(models) + ["", "Per category (MB sent, all parties):", ""] + category_table(models) + [""]
+            lines += model_table(models) + [""]
+        if any("by_category" in r for r in models):
+            lines += ["Per category (MB sent, all parties):", ""] + category_table(models) + [""]
             _plot_models(models, out_dir / f"{name}.png")
             lines += [f"![{name}]({name}.png)", ""]
+        staged = [r for r in models if r.get("stages")]
+        if staged:
+            lines += ["Per stage (one SPU program each):", ""] + stage_table(staged) + [""]
+            _plot_stages(staged, out_dir / f"{name}-stages.png")
+            lines += [f"![{name} stages]({name}-stages.png)", ""]
         if ops:
             lines += op_table(ops) + [""]
             if len({r["elements"] for r in ops}) > 1:

@@ -48,7 +48,7 @@ def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, linear_laye
     def serve(seq_len: int) -> dict:
         checkpoint, head = load_classifier(model_dir, approx, seq_len, log)
         c = checkpoint.config
-        builder = classifier_builder(c, approx, config.field, linear_layers)
+        builder = classifier_builder(c, approx, config.field, linear_layers, config.protocol)
         builder.check(config.protocol)  # the compatibility checks, before compiling
         data = _shaped_data(c, seq_len)
         masks = builder.setup(config.protocol, data)  # which products are masked (shapes only: B is the dealer's)

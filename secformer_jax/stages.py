@@ -1,0 +1,100 @@
+"""A BERT classifier run as a sequence of SPU programs whose secret results stay shared between them.
+
+    words, types ──embedding──> [h_0] ──layer (layer 1's weights)──> [h_1] ── ... ──> [h_N] ──head──> logits
+
+One program per stage: the embeddings (`model.BertEmbeddings`), one encoder layer (`model.BertLayer`,
+compiled once and run with each layer's weights in turn) and the pooler with the classifier
+(`model.BertHead`). Each stage's output stays with the parties as SPU shares (`Simulation.run`'s
+keep / held; under a cluster each party process keeps its own) and is the next stage's secret input:
+nothing is opened between stages, and only the logits are revealed, to the data owner, as by the single
+program (`inference.classifier_builder`). The data owner shares its padding mask with each layer program.
+
+Why: SPU compiles and holds one layer at a time instead of the whole model (compile time and memory
+bounded by one layer, progress per layer, every layer run rather than extrapolated from one). The cost is
+the single program's up to each program's own constant (one more send action per stage and the opened
+inputs of fixed-mask products as before; tested against the single program). Each stage draws fresh dealt
+randomness from its own dealer (`new_dealer`); with fixed-mask products each stage has its own setup (its
+weights' B, E)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from .approx import ApproxSet
+from .model import BertEmbeddings, BertHead, BertLayer
+from .program import ProgramBuilder
+from .randomness import Dealer
+from .spu_runner import Cost, rss_peak
+
+
+class StagedClassifier:
+    """`BertForSequenceClassification` as an embedding program, one layer program and a head program."""
+
+    def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", vocab_chunk: int = 0):
+        self.config = config
+        embeddings = BertEmbeddings(config, approx, vocab_chunk)  # `inference.VOCAB_CHUNKS` for the protocol
+        self.embedding = ProgramBuilder(embeddings, ("words", "types"), approx, field, linear_layers, name="embedding")
+        self.layer = ProgramBuilder(BertLayer(config, approx), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
+        self.head = ProgramBuilder(BertHead(config, approx), ("hidden",), approx, field, linear_layers, name="head")
+
+    def check(self, protocol: str) -> None:
+        self.layer.check(protocol)
+
+    def stages(self, params: dict, data: dict) -> list[tuple[str, ProgramBuilder, dict, dict]]:
+        """(name, builder, its parameters, its data) per stage, in order, from the classifier's parameter tree
+        and data (words, mask, types); the hidden states as shapes (they arrive as the parties' shares)."""
+        words = data["words"]
+        hidden = jax.ShapeDtypeStruct(tuple(np.shape(words)[:2]) + (self.config.hidden_size,), np.float32)
+        bert = params["bert"]
+        layers = bert["encoder"]["layer"]
+        if len(layers) != self.config.num_hidden_layers:
+            raise ValueError(f"the parameters hold {len(layers)} layers, the config {self.config.num_hidden_layers}")
+        stages = [("embedding", self.embedding, bert["embeddings"], {"words": words, "types": data["types"]})]
+        stages += [(f"layer {i}", self.layer, layers[str(i)], {"hidden": hidden, "mask": data["mask"]}) for i in range(len(layers))]
+        stages.append(("head", self.head, {"pooler": bert["pooler"], "classifier": params["classifier"]}, {"hidden": hidden}))
+        return stages
+
+    def setup(self, runner, params: dict, data: dict, new_dealer: Callable[[], Dealer]) -> tuple[list, dict | None]:
+        """Each stage's fixed-mask setup under `runner`'s protocol (`ProgramBuilder.setup` / `run_setup`, B
+        from a fresh dealer per stage): (masks per stage, None where nothing is masked; the setups' costs
+        summed, or None when no stage has one)."""
+        masks, costs = [], []
+        for _, builder, stage_params, stage_data in self.stages(params, data):
+            m = builder.setup(runner.protocol, stage_data, new_dealer())
+            masks.append(m)
+            if m is not None:
+                costs.append(builder.run_setup(runner, stage_params, m))
+        if not costs:
+            return masks, None
+        total = {key: sum(c[key] for c in costs) for key in ("send_bytes", "model_owner_bytes", "dealer_bytes")}
+        return masks, total | {"online": Cost.total([c["online"] for c in costs])}
+
+    def run(self, runner, params: dict, data: dict, masks: list, new_dealer: Callable[[], Dealer],
+            progress: Callable[[str], None] | None = None, per_stage: list | None = None) -> tuple[np.ndarray, Cost, dict | None]:
+        """One private inference, stage after stage: (logits, the stages' costs summed, the dealer's offline
+        bytes summed or None). `progress(stage name)` after each stage; `per_stage` (a list) gets each
+        stage's {"stage", "seconds", "send_bytes", "compute_seconds", "peak_rss_bytes"} (this process's peak
+        resident memory during the stage, `spu_runner.rss_peak`: with a simulation, every party's)."""
+        stages = self.stages(params, data)
+        if len(masks) != len(stages):
+            raise ValueError(f"{len(masks)} stage masks for {len(stages)} stages: run setup first")
+        costs, offline, kept = [], [], None
+        for k, ((name, builder, stage_params, stage_data), stage_masks) in enumerate(zip(stages, masks)):
+            last = k == len(stages) - 1
+            with rss_peak() as peak:
+                out, cost, dealt = builder.run(runner, stage_params, stage_data, stage_masks, new_dealer(),
+                                               held={"hidden": kept["hidden"]} if kept else None, keep=None if last else "hidden")
+            kept = None if last else out
+            costs.append(cost)
+            if dealt:
+                offline.append(dealt)
+            if per_stage is not None:
+                per_stage.append({"stage": name, "seconds": cost.seconds, "send_bytes": cost.send_bytes,
+                                  "compute_seconds": cost.party_compute_seconds, "peak_rss_bytes": peak["bytes"]})
+            if progress:
+                progress(name)
+        dealt = {key: sum(d[key] for d in offline) for key in ("send_bytes", "seconds")} if offline else None
+        return np.asarray(out), Cost.total(costs), dealt
