@@ -12,8 +12,8 @@ send bytes per party (2PC: both parties send alike), F = the field's element byt
     mul_aa, mul_a1b         Mul: opens x - a and y - b (2 n F), corrects c (n F):            S / 2
     and_bb, a2b, msb_a2b    And triples only (the adders' gates): opens 2 n B, corrects n B:  S / 2
     square_s                Square: opens x - a (n F), corrects a^2 (n F):                    S
-    trunc_a                 2PC probabilistic truncation: one MulPriv on FM32 words, sends
-                            n 4, corrects n 4:                                                S
+    trunc_a                 2PC probabilistic truncation: one MulPriv on words of the truncation's
+                            ring (FM32 for FM64's 18 bits), sends n w, corrects n w:          S
     b2a                     RandBit: opens n boolean words (B bytes each), corrects n nbits F;
                             the profile does not give nbits <= 8 B, so counted at its bound:  8 F S
     mmul_aa                 Dot: opens m k + k n, corrects m n: F times the output size of every

@@ -95,7 +95,7 @@ def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
 # ABY3 with the secformer preset and fixed-mask products (the dealer process deals B for the setup, then A,
 # C and the GeLU masks); SEMI2K with PUMA's and SPU's own products (nothing to deal: the dealer only joins
 # and leaves)
-@pytest.mark.parametrize("name, preset, linear_layers", [("3pc_aby3", "secformer", "fixed-mask"), ("2pc_semi2k", "puma", "spu")])
+@pytest.mark.parametrize("name, preset, linear_layers", [("3pc_aby3", "secformer", "fixed-mask"), ("2pc_semi2k", "puma", "spu"), ("2pc_cheetah", "puma", "spu")])
 def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linear_layers):
     path = local_config(tmp_path, name)
     config = load_config(path)
@@ -119,9 +119,12 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
         assert out["setup"]["dealer_bytes"] == simulated.setup["dealer_bytes"] > 0
         assert out["setup"]["model_owner_bytes"] == pytest.approx(simulated.setup["model_owner_bytes"], rel=1e-3)
     assert np.argmax(out["logits"]) == np.argmax(simulated.plaintext_logits[0])
-    # communication is deterministic: the party processes send exactly what the simulated parties send
-    assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
-    assert out["cost"]["send_actions"] == simulated.cost.send_actions
+    # communication is deterministic (Cheetah's to ~0.01%): the party processes send what the simulated parties send
+    if config.protocol == "cheetah":
+        assert out["cost"]["send_bytes"] == pytest.approx(simulated.cost.send_bytes, rel=1e-3)
+    else:
+        assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
+        assert out["cost"]["send_actions"] == simulated.cost.send_actions
     # SEMI2K's own triples: each party process counts them from its own profile, as the simulation does
     assert out["cost"]["beaver_bytes"] == simulated.cost.beaver_bytes
     assert (simulated.cost.beaver_bytes > 0) if config.protocol == "semi2k" else simulated.cost.beaver_bytes is None
@@ -129,10 +132,10 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     # measured per process: each party's CPU time in the run, each process's peak memory
     assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
     assert set(out["peak_rss_bytes"]) == set(config.roles()) and all(m > 50e6 for m in out["peak_rss_bytes"].values())
-    # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3, not under
-    # SEMI2K (party 0 deals SPU's own triples)
+    # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3 and
+    # Cheetah (no dealer at all), not under SEMI2K (party 0 deals SPU's own triples)
     dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"
-    assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol == "aby3")
+    assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol != "semi2k")
     # who received what (each process's ledger of received messages): only the data owner receives output
     # shares, the dealer receives only the model owner's stop (no data), the model owner only control messages
     received = {}
