@@ -73,7 +73,8 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
 # the word one-hot product, per protocol, over this many vocabulary rows at a time (`model._embed`): SPU's
 # Cheetah encodes a whole product operand for its homomorphic products, and BERT-base's embedding program
 # (128 x 30,522 by 30,522 x 768) was OOM-killed at 24 GiB even at 32 tokens, where 2,048 rows at a time
-# peaked at 7.9 GB for 128 tokens (measured, `results/cheetah/`); the other protocols take one product
+# peaked at 13.2 GB for 128 tokens (measured: the embedding stage of
+# `results/model-bert-base-128-cheetah-layer-programs-puma.json`); the other protocols take one product
 VOCAB_CHUNKS = {"cheetah": 2048}
 
 
