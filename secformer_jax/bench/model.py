@@ -179,6 +179,8 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     measured = total_layers if layers is None or layer_programs else layers
     if layer_programs and layers not in (None, total_layers):
         raise ValueError("--layer-programs runs every layer: leave out --layers")
+    if layer_programs and runners is not None:
+        raise ValueError("--layer-programs runs in the simulation only so far: leave out --cluster")
     if not 1 <= measured <= total_layers:
         raise ValueError(f"--layers must be in [1, {total_layers}] for {model}, got {layers}")
     if seq_len > full.max_position_embeddings:
@@ -199,8 +201,12 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     plain_inputs = {"words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
     counts = sorted({measured, 0} if measured < total_layers else {measured})
     for method in methods:
+        # per (approximations, vocabulary chunk): the programs differ only there across protocols, so the
+        # protocols that share them share each program's compilation (a `_Run` sets up per protocol)
+        runs_of, pieces_of = {}, {}
         for protocol in protocols:
             approx = approx_for(method, protocol)
+            key = (approx, VOCAB_CHUNKS.get(protocol, 0))
             sim = simulations[protocol]
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
@@ -216,22 +222,24 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 del params
             else:
                 costs, offline, setup = {}, {}, {}
-                for n in counts:
-                    config = model_config(model, n)
-                    run = _Run(classifier_builder(config, approx, field, linear_layers, protocol), init_params(config, PRESETS["plaintext"]), data)
+                if key not in runs_of:
+                    runs_of[key] = {n: _Run(classifier_builder(model_config(model, n), approx, field, linear_layers, protocol),
+                                            init_params(model_config(model, n), PRESETS["plaintext"]), data) for n in counts}
+                for n, run in runs_of[key].items():
                     out, costs[n], dealt, setup_cost = run.run(sim, new_dealer())
                     offline[n] = dealt["send_bytes"] if dealt else 0
                     setup[n] = setup_cost["send_bytes"] if setup_cost else 0
                     if n == measured:
                         error = float(np.max(np.abs(out - np.asarray(jax.jit(run.builder.function())({"params": run.params, **plain_inputs})))))
-                    del run
                     if progress:
                         progress(1)
                 total = costs[measured] if measured == total_layers else _extrapolate(costs[0], costs[measured], measured, total_layers)
                 offline_bytes = round(_extrapolated(offline, measured, total_layers))
                 setup_bytes = round(_extrapolated(setup, measured, total_layers))
             by_category = {}  # with layer programs the stages are the breakdown (`stages` in the record)
-            pieces = {} if layer_programs else _category_pieces(full, approx, batch, seq_len, field, linear_layers, protocol)
+            if not layer_programs and key not in pieces_of:
+                pieces_of[key] = _category_pieces(full, approx, batch, seq_len, field, linear_layers, protocol)
+            pieces = {} if layer_programs else pieces_of[key]
             for cat, (piece, count) in pieces.items():
                 if isinstance(piece, _Run):
                     cost = piece.run(sim, new_dealer())[1]
