@@ -70,19 +70,20 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
     )
 
 
-# the word one-hot product, per protocol, over this many vocabulary rows at a time (`model._embed`): SPU's
-# Cheetah encodes a whole product operand for its homomorphic products, and BERT-base's embedding program
-# (128 x 30,522 by 30,522 x 768) was OOM-killed at 24 GiB even at 32 tokens, where 2,048 rows at a time
-# peaked at 13.2 GB for 128 tokens (measured: the embedding stage of
-# `results/model-bert-base-128-cheetah-layer-programs-puma.json`); the other protocols take one product
-VOCAB_CHUNKS = {"cheetah": 2048}
+# products with a weight, per protocol, in blocks of at most this many rows and columns of the weight
+# (`model._product`). SPU 0.9.5's Cheetah holds memory per product in proportion to the weight's size and
+# keeps it after the product (SEAL's memory pool: malloc_trim returns almost none of it): one BERT-base
+# product, 128 x 768 by 768 x 3072, peaked at 18.3 GB, the same in four 768 x 768 blocks at 5.6 GB with
+# 25% more bytes (65 vs 52 MB) and less time (40 vs 63 s); the whole word one-hot product (30,522 x 768)
+# was OOM-killed at 24 GiB even at 32 tokens. The other protocols take whole products.
+WEIGHT_BLOCKS = {"cheetah": 768}
 
 
 def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> ProgramBuilder:
     """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
-    with `protocol`, its program for that protocol (`VOCAB_CHUNKS`), else one every protocol but Cheetah
+    with `protocol`, its program for that protocol (`WEIGHT_BLOCKS`), else one every protocol but Cheetah
     runs as compiled."""
-    model = BertForSequenceClassification(config, approx, VOCAB_CHUNKS.get(protocol, 0))
+    model = BertForSequenceClassification(config, approx, WEIGHT_BLOCKS.get(protocol, 0))
     return ProgramBuilder(model, ("words", "mask", "types"), approx, field, linear_layers, lambda out: out["logits"], "bert_logits")
 
 
@@ -110,7 +111,7 @@ class PrivateClassifier:
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         self.builder = classifier_builder(checkpoint.config, approx, field, linear_layers)
-        self._builders = {protocol: classifier_builder(checkpoint.config, approx, field, linear_layers, protocol) for protocol in VOCAB_CHUNKS}
+        self._builders = {protocol: classifier_builder(checkpoint.config, approx, field, linear_layers, protocol) for protocol in WEIGHT_BLOCKS}
         self._simulations: dict[str, Simulation] = {}
         self._plain = jax.jit(self.builder.function())
         self._compiled: dict[int, tuple[Program, float]] = {}
@@ -128,7 +129,7 @@ class PrivateClassifier:
         return {"words": f32(1, seq_len, c.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, c.type_vocab_size)}
 
     def builder_for(self, protocol: str) -> ProgramBuilder:
-        """The builder of `protocol`'s program (`VOCAB_CHUNKS`; the same math as `builder`'s)."""
+        """The builder of `protocol`'s program (`WEIGHT_BLOCKS`; the same math as `builder`'s)."""
         return self._builders.get(protocol, self.builder)
 
     def masks(self, protocol: str) -> linear.FixedMasks | None:

@@ -17,6 +17,9 @@ What differs from the Hugging Face modules, and why:
 - The padding mask is a float 0/1 array handed to the softmax, which multiplies by it (2Quad squares its
   input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
 - Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
+- With `block` > 0 (Cheetah: `inference.WEIGHT_BLOCKS`) every product with a weight (`Dense`, the word
+  embeddings) runs as products with blocks of at most `block` x `block` of the weight (`_product`): the same
+  sum, in pieces SPU's Cheetah can hold in memory.
 - Products with a fixed weight (`Dense`, the word embeddings) run as fixed-mask products (`linear.py`) when
   the "masked_weights" (E), "weight_masks" (B) and "linear" (A, C) collections carry their masks
   (`linear.FixedMasks`); their kernels are then not read (the model owner need not send them).
@@ -56,17 +59,26 @@ def check_config(config: BertConfig) -> None:
         raise ValueError("hidden_size must be a multiple of num_attention_heads")
 
 
-def _embed(table: Array, ids_or_onehot: Array, chunk: int = 0) -> Array:
-    """Row lookup: integer ids [B, L] index the table; a one-hot [B, L, V] multiplies it, in one product or,
-    with `chunk` > 0, as the sum of products over `chunk` vocabulary rows at a time (the same sum; SPU's
-    Cheetah encodes a whole operand at once, and BERT's 30,522 x 768 table does not fit 24 GiB: see
-    `inference.VOCAB_CHUNKS`)."""
+def _product(x: Array, w: Array, block: int = 0) -> Array:
+    """x [..., n] @ w [n, m]; with `block` > 0, as products with blocks of at most `block` x `block` of w, the
+    column blocks concatenated and the row blocks summed: the same sum (exact in plaintext up to float
+    rounding order). Why: SPU 0.9.5's Cheetah holds memory per product in proportion to the weight's size
+    and keeps it (SEAL's memory pool) after the product; a BERT-base FFN product (768 x 3072) peaked at
+    18.3 GB, the same in 768 x 768 blocks at 5.6 GB (`inference.WEIGHT_BLOCKS`)."""
+    n, m = w.shape
+    if block <= 0 or (n <= block and m <= block):
+        return x @ w
+    columns = [functools.reduce(jnp.add, [x[..., r:r + block] @ w[r:r + block, c:c + block] for r in range(0, n, block)])
+               for c in range(0, m, block)]
+    return jnp.concatenate(columns, -1) if len(columns) > 1 else columns[0]
+
+
+def _embed(table: Array, ids_or_onehot: Array, block: int = 0) -> Array:
+    """Row lookup: integer ids [B, L] index the table; a one-hot [B, L, V] multiplies it (`_product`, in
+    blocks with `block` > 0)."""
     if jnp.issubdtype(ids_or_onehot.dtype, jnp.integer):
         return jnp.take(table, ids_or_onehot, axis=0)
-    if chunk <= 0 or chunk >= table.shape[0]:
-        return jnp.einsum("blv,vd->bld", ids_or_onehot, table)
-    parts = [jnp.einsum("blv,vd->bld", ids_or_onehot[..., s:s + chunk], table[s:s + chunk]) for s in range(0, table.shape[0], chunk)]
-    return functools.reduce(jnp.add, parts)
+    return _product(ids_or_onehot, table, block)
 
 
 def _open_input(module: nn.Module, x: Array) -> Array:
@@ -85,10 +97,12 @@ def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
 class Dense(nn.Module):
     """`nn.Dense`'s parameters (kernel [in, out], bias) and function, times a public `scale`; with a fixed mask
     for the kernel in the linear collections, the fixed-mask product instead (the kernel is then not read,
-    and the scale is already in the masked weight: `linear.Site.scales`)."""
+    and the scale is already in the masked weight: `linear.Site.scales`). `block` > 0: the product in
+    blocks of the kernel (`_product`)."""
 
     features: int
     kernel_init: Any = nn.initializers.lecun_normal()
+    block: int = 0
 
     @nn.compact
     def __call__(self, x: Array, opened=None, scale: float = 1.0) -> Array:
@@ -96,7 +110,7 @@ class Dense(nn.Module):
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             return _masked_product(self, x, "kernel", opened) + (bias * scale if scale != 1.0 else bias)
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
-        y = x @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+        y = _product(x, kernel, self.block) + self.param("bias", nn.initializers.zeros, (self.features,))
         return y * scale if scale != 1.0 else y
 
 
@@ -107,13 +121,13 @@ class WordEmbed(nn.Module):
     num_embeddings: int
     features: int
     embedding_init: Any
-    chunk: int = 0  # > 0: the one-hot product over this many vocabulary rows at a time (`_embed`)
+    block: int = 0  # > 0: the one-hot product in blocks of the table (`_product`)
 
     @nn.compact
     def __call__(self, ids_or_onehot: Array) -> Array:
         if self.has_variable("masked_weights", "embedding"):
             return _masked_product(self, ids_or_onehot, "embedding", None)
-        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot, self.chunk)
+        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot, self.block)
 
 
 class LayerNorm(nn.Module):
@@ -133,12 +147,12 @@ class LayerNorm(nn.Module):
 class BertEmbeddings(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    vocab_chunk: int = 0  # the word one-hot product over this many vocabulary rows at a time (0: one product)
+    block: int = 0  # products with a weight in blocks of at most block x block (`_product`; 0: whole)
 
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init, chunk=self.vocab_chunk)
+        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init, block=self.block)
         self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init)
         self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
@@ -156,13 +170,14 @@ class BertEmbeddings(nn.Module):
 class BertSelfAttention(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.query = Dense(c.hidden_size, kernel_init=init)
-        self.key = Dense(c.hidden_size, kernel_init=init)
-        self.value = Dense(c.hidden_size, kernel_init=init)
+        self.query = Dense(c.hidden_size, kernel_init=init, block=self.block)
+        self.key = Dense(c.hidden_size, kernel_init=init, block=self.block)
+        self.value = Dense(c.hidden_size, kernel_init=init, block=self.block)
         self.dropout = nn.Dropout(rate=c.attention_probs_dropout_prob)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
@@ -188,10 +203,11 @@ class BertSelfAttention(nn.Module):
 class BertSelfOutput(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         c = self.config
-        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
 
@@ -203,10 +219,11 @@ class BertSelfOutput(nn.Module):
 class BertAttention(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
-        self.self = BertSelfAttention(self.config, self.approx)
-        self.output = BertSelfOutput(self.config, self.approx)
+        self.self = BertSelfAttention(self.config, self.approx, self.block)
+        self.output = BertSelfOutput(self.config, self.approx, self.block)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         context, scores = self.self(hidden, mask, deterministic)
@@ -216,11 +233,12 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        dense = Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block, name="dense")
         if self.has_variable("correlation", "gelu"):  # dealt randomness for a protocol GeLU (`approx/sine.py`)
             return self.approx.gelu_fn(dense(hidden), self.get_variable("correlation", "gelu"))
         return self.approx.gelu_fn(dense(hidden))
@@ -229,10 +247,11 @@ class BertIntermediate(nn.Module):
 class BertOutput(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         c = self.config
-        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
 
@@ -244,11 +263,12 @@ class BertOutput(nn.Module):
 class BertLayer(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
-        self.attention = BertAttention(self.config, self.approx)
-        self.intermediate = BertIntermediate(self.config, self.approx)
-        self.output = BertOutput(self.config, self.approx)
+        self.attention = BertAttention(self.config, self.approx, self.block)
+        self.intermediate = BertIntermediate(self.config, self.approx, self.block)
+        self.output = BertOutput(self.config, self.approx, self.block)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         attended, scores = self.attention(hidden, mask, deterministic)
@@ -258,12 +278,13 @@ class BertLayer(nn.Module):
 class BertLayerCollection(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     @nn.compact
     def __call__(self, hidden, mask, deterministic: bool = True):
         all_hidden, all_scores = [hidden], []
         for i in range(self.config.num_hidden_layers):
-            hidden, scores = BertLayer(self.config, self.approx, name=str(i))(hidden, mask, deterministic)
+            hidden, scores = BertLayer(self.config, self.approx, self.block, name=str(i))(hidden, mask, deterministic)
             all_hidden.append(hidden)
             all_scores.append(scores)
         return hidden, tuple(all_hidden), tuple(all_scores)
@@ -272,9 +293,10 @@ class BertLayerCollection(nn.Module):
 class BertEncoder(nn.Module):
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
-        self.layer = BertLayerCollection(self.config, self.approx)
+        self.layer = BertLayerCollection(self.config, self.approx, self.block)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         return self.layer(hidden, mask, deterministic)
@@ -282,11 +304,12 @@ class BertEncoder(nn.Module):
 
 class BertPooler(nn.Module):
     config: BertConfig
+    block: int = 0  # `BertEmbeddings.block`
 
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), name="dense")
+        dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block, name="dense")
         return jnp.tanh(dense(hidden[:, 0]))
 
 
@@ -297,11 +320,12 @@ class BertHead(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         c = self.config
-        self.pooler = BertPooler(c)
-        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.pooler = BertPooler(c, self.block)
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
 
     def __call__(self, hidden):
         return self.classifier(self.pooler(hidden))
@@ -314,13 +338,13 @@ class BertModule(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
-    vocab_chunk: int = 0  # `BertEmbeddings.vocab_chunk`
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         check_config(self.config)
-        self.embeddings = BertEmbeddings(self.config, self.approx, self.vocab_chunk)
-        self.encoder = BertEncoder(self.config, self.approx)
-        self.pooler = BertPooler(self.config)
+        self.embeddings = BertEmbeddings(self.config, self.approx, self.block)
+        self.encoder = BertEncoder(self.config, self.approx, self.block)
+        self.pooler = BertPooler(self.config, self.block)
 
     def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
         hidden = self.embeddings(input_ids, token_type_ids, deterministic)
@@ -339,14 +363,14 @@ class BertForSequenceClassification(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
-    vocab_chunk: int = 0  # `BertEmbeddings.vocab_chunk`
+    block: int = 0  # `BertEmbeddings.block`
 
     def setup(self):
         c = self.config
-        self.bert = BertModule(c, self.approx, self.vocab_chunk)
+        self.bert = BertModule(c, self.approx, self.block)
         dropout = getattr(c, "classifier_dropout", None)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob if dropout is None else dropout)
-        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range))
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
 
     def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
         out = self.bert(input_ids, attention_mask, token_type_ids, deterministic)

@@ -5,7 +5,7 @@
 One program per stage: the embeddings (`model.BertEmbeddings`), one encoder layer (`model.BertLayer`,
 compiled once and run with each layer's weights in turn) and the pooler with the classifier
 (`model.BertHead`). Each stage's output stays with the parties as SPU shares (`Simulation.run`'s
-keep / held; the cluster's `Driver.run` takes the same arguments, not yet run with stages) and is the next
+keep / held; the cluster's `Driver.run` alike, each party process keeping its shares) and is the next
 stage's secret input:
 nothing is opened between stages, and only the logits are revealed, to the data owner, as by the single
 program (`inference.classifier_builder`). The data owner shares its padding mask with each layer program.
@@ -28,18 +28,18 @@ from .approx import ApproxSet
 from .model import BertEmbeddings, BertHead, BertLayer
 from .program import ProgramBuilder
 from .randomness import Dealer
-from .spu_runner import Cost, rss_peak
+from .spu_runner import Cost, Simulation, rss_peak
 
 
 class StagedClassifier:
     """`BertForSequenceClassification` as an embedding program, one layer program and a head program."""
 
-    def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", vocab_chunk: int = 0):
+    def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", block: int = 0):
         self.config = config
-        embeddings = BertEmbeddings(config, approx, vocab_chunk)  # `inference.VOCAB_CHUNKS` for the protocol
+        embeddings = BertEmbeddings(config, approx, block)  # block: `inference.WEIGHT_BLOCKS` for the protocol
         self.embedding = ProgramBuilder(embeddings, ("words", "types"), approx, field, linear_layers, name="embedding")
-        self.layer = ProgramBuilder(BertLayer(config, approx), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
-        self.head = ProgramBuilder(BertHead(config, approx), ("hidden",), approx, field, linear_layers, name="head")
+        self.layer = ProgramBuilder(BertLayer(config, approx, block), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
+        self.head = ProgramBuilder(BertHead(config, approx, block), ("hidden",), approx, field, linear_layers, name="head")
 
     def stages(self, params: dict, data: dict) -> list[tuple[str, ProgramBuilder, dict, dict]]:
         """(name, builder, its parameters, its data) per stage, in order, from the classifier's parameter tree
@@ -75,14 +75,15 @@ class StagedClassifier:
         """One private inference, stage after stage: (logits, the stages' costs summed, the dealer's offline
         bytes summed or None). `progress(stage name)` after each stage; `per_stage` (a list) gets each
         stage's {"stage", "seconds", "send_bytes", "compute_seconds", "peak_rss_bytes"} (this process's peak
-        resident memory during the stage, `spu_runner.rss_peak`: with a simulation, every party's)."""
+        resident memory during the stage, `spu_runner.rss_peak`, with a simulation: every party's; None with
+        a cluster, whose parties are other processes)."""
         stages = self.stages(params, data)
         if len(masks) != len(stages):
             raise ValueError(f"{len(masks)} stage masks for {len(stages)} stages: run setup first")
         costs, offline, kept = [], [], None
         for k, ((name, builder, stage_params, stage_data), stage_masks) in enumerate(zip(stages, masks)):
             last = k == len(stages) - 1
-            with rss_peak() as peak:
+            with rss_peak() as peak:  # the parties' memory only when they run in this process
                 out, cost, dealt = builder.run(runner, stage_params, stage_data, stage_masks, new_dealer(),
                                                held={"hidden": kept["hidden"]} if kept else None, keep=None if last else "hidden")
             kept = None if last else out
@@ -91,7 +92,8 @@ class StagedClassifier:
                 offline.append(dealt)
             if per_stage is not None:
                 per_stage.append({"stage": name, "seconds": cost.seconds, "send_bytes": cost.send_bytes,
-                                  "compute_seconds": cost.party_compute_seconds, "peak_rss_bytes": peak["bytes"]})
+                                  "compute_seconds": cost.party_compute_seconds,
+                                  "peak_rss_bytes": peak["bytes"] if isinstance(runner, Simulation) else None})
             if progress:
                 progress(name)
         dealt = {key: sum(d[key] for d in offline) for key in ("send_bytes", "seconds")} if offline else None

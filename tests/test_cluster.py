@@ -257,3 +257,22 @@ def test_a_fixed_mask_run_with_nothing_to_mask_has_no_setup(tmp_path):
     with LocalCluster(local_config(tmp_path, "3pc_aby3"), log_dir=tmp_path / "logs") as cluster:
         (record,) = model_records("bert-tiny", ["puma"], ["aby3"], 8, 1, 1, [LAN], runners={"aby3": cluster}, linear_layers="fixed-mask")[1:]
     assert record["setup"]["send_bytes"] > 0  # the 1-layer program masks Q, K, V and the FFN's first product
+
+
+def test_layer_programs_through_a_cluster_keep_shares_in_each_party_process(tmp_path):
+    """One program per stage through party processes (ABY3, fixed-mask: a setup per stage): each party
+    process keeps the hidden states' shares between programs; bytes per stage equal the simulation's, and
+    the logits agree with plaintext as there. Peak memory per stage is not measured here (other processes)."""
+    from secformer_jax.bench.model import model_records
+    from secformer_jax.bench.network import LAN
+
+    args = ("bert-tiny", ["secformer"], ["aby3"], 8, 1, None, [LAN])
+    kwargs = dict(dealer_seed=2, linear_layers="fixed-mask", layer_programs=True)
+    simulated = model_records(*args, **kwargs)[1]
+    with LocalCluster(local_config(tmp_path, "3pc_aby3"), log_dir=tmp_path / "logs") as cluster:
+        clustered = model_records(*args, runners={"aby3": cluster}, **kwargs)[1]
+    assert [s["send_bytes"] for s in clustered["stages"]] == [s["send_bytes"] for s in simulated["stages"]]
+    assert [s["stage"] for s in clustered["stages"]] == ["embedding", "layer 0", "layer 1", "head"]
+    assert clustered["setup"] == simulated["setup"] and clustered["offline"] == simulated["offline"]
+    assert clustered["max_abs_error"] < 0.05 and abs(clustered["max_abs_error"] - simulated["max_abs_error"]) < 1e-3
+    assert all(s["peak_rss_bytes"] is None for s in clustered["stages"])

@@ -1,16 +1,18 @@
-"""A model run as one SPU program per stage (`secformer_jax/stages.py`) and the chunked word-embedding
-product Cheetah needs (`model._embed`, `inference.VOCAB_CHUNKS`)."""
+"""A model run as one SPU program per stage (`secformer_jax/stages.py`) and the products in weight blocks
+Cheetah needs (`model._product`, `inference.WEIGHT_BLOCKS`)."""
+
+import re
 
 import jax
 import numpy as np
 import pytest
 
 from secformer_jax.approx import PRESETS
-from secformer_jax.bench.model import _data, _Run, model_config, model_records
+from secformer_jax.bench.model import _data, _Run, model_config, model_records, uses_layer_programs
 from secformer_jax.bench.network import LAN, WAN
 from secformer_jax.bench.report import save
-from secformer_jax.inference import VOCAB_CHUNKS, classifier_builder
-from secformer_jax.model import _embed, init_params
+from secformer_jax.inference import WEIGHT_BLOCKS, classifier_builder
+from secformer_jax.model import _embed, _product, init_params
 from secformer_jax.program import check_settings
 from secformer_jax.randomness import Dealer
 from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
@@ -64,28 +66,52 @@ def test_stage_programs_equal_the_single_program(method, protocol, linear_layers
         staged.run(runner, params, data, masks[:3], Dealer)
 
 
-def test_the_chunked_word_product_is_the_same_sum():
+def test_products_in_weight_blocks_are_the_same_sum():
+    """`model._product` in blocks of the weight (Cheetah's memory: `inference.WEIGHT_BLOCKS`): ragged and
+    exact tilings, the one-hot word product, and under SPU."""
     rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(2, 5, 20)).astype(np.float32), rng.normal(size=(20, 13)).astype(np.float32)
+    for block in (3, 7, 10, 13, 20, 64):
+        np.testing.assert_allclose(np.asarray(_product(x, w, block)), x @ w, atol=1e-5)
     table = rng.normal(size=(50, 6)).astype(np.float32)
     onehot = np.eye(50, dtype=np.float32)[rng.integers(0, 50, (2, 5))]
     whole = np.asarray(_embed(table, onehot))
     np.testing.assert_allclose(whole, table[np.argmax(onehot, -1)], atol=1e-6)
-    for chunk in (7, 16, 49, 50, 64):
-        np.testing.assert_allclose(np.asarray(_embed(table, onehot, chunk)), whole, atol=1e-6)
+    for block in (4, 7, 16, 49, 50, 64):
+        np.testing.assert_allclose(np.asarray(_embed(table, onehot, block)), whole, atol=1e-6)
     out, _ = Simulation("semi2k").run(compile_program(lambda t, x: _embed(t, x, 7), table, onehot), table, onehot)
     np.testing.assert_allclose(out, whole, atol=1e-4)
-    assert VOCAB_CHUNKS == {"cheetah": 2048}  # the other protocols take one product
+    assert WEIGHT_BLOCKS == {"cheetah": 768}  # the other protocols take whole products
+
+
+def test_a_model_in_weight_blocks_runs_more_smaller_products_with_the_same_logits():
+    """Every product with a weight in blocks (here 24 for the tiny BERT's 64 x 64 and 64 x 128 kernels): the
+    layer program holds more, smaller dots, and the staged logits equal the unblocked model's."""
+    _, data = _data(CONFIG, 1, 8, 0)
+    params = jax.tree_util.tree_map(np.asarray, init_params(CONFIG, PRESETS["plaintext"]))
+    sim = Simulation("semi2k", **SPU_RUNTIME_OPTIONS)
+    logits, dots = {}, {}
+    for block in (0, 24):
+        staged = StagedClassifier(CONFIG, PRESETS["puma"], block=block)
+        masks, _ = staged.setup(sim, params, data, Dealer)
+        logits[block] = staged.run(sim, params, data, masks, Dealer)[0]
+        layer = staged.layer.compile(staged.layer.shapes(params["bert"]["encoder"]["layer"]["0"], staged.stages(params, data)[1][3], None))[0]
+        dots[block] = len(re.findall(r"pphlo\.dot\b", layer.mlir))
+    # Q, K, V and the attention output: 3 x 3 blocks each; the FFN's 64 x 128 and 128 x 64: 3 x 6 each
+    assert dots[24] - dots[0] == (4 * 9 + 2 * 18) - 6
+    np.testing.assert_allclose(logits[24], logits[0], atol=2e-3)
 
 
 def test_cheetah_runs_no_dealt_randomness_and_the_bench_says_what_it_ran(tmp_path):
     """Cheetah has no dealer: a dealt GeLU is refused there; the harness runs SecFormer with PUMA's GeLU
-    under Cheetah and records it, every layer as its own program."""
+    under Cheetah and records it, every layer as its own program (the default there)."""
     with pytest.raises(ValueError, match="cheetah runs without a dealer.*--gelu puma"):
         check_settings(PRESETS["secformer"], "fm64", "spu", "cheetah")
     check_settings(PRESETS["secformer"].dealer_free(), "fm64", "spu", "cheetah")
     assert PRESETS["secformer"].dealer_free().to_dict() == {"gelu": "puma", "softmax": "secformer", "layernorm": "secformer"}
     assert PRESETS["puma"].dealer_free() == PRESETS["puma"]
-    records = model_records("bert-tiny", ["secformer"], ["cheetah"], 8, 1, None, [LAN, WAN], layer_programs=True)
+    assert uses_layer_programs(["cheetah"], None) and not uses_layer_programs(["cheetah"], 1) and not uses_layer_programs(["aby3"], None)
+    records = model_records("bert-tiny", ["secformer"], ["cheetah"], 8, 1, None, [LAN, WAN])
     (r,) = [r for r in records if r["method"] == "secformer"]
     assert r["approx"]["gelu"] == "puma" and r["programs"] == "one per stage" and not r["extrapolated"]
     assert r["measured_layers"] == 2 and r["max_abs_error"] < 0.05 and r["offline"] is None and r["private"]

@@ -68,8 +68,9 @@ def add_bench_commands(sub) -> None:
     model.add_argument("--seq-len", type=int, default=128)
     model.add_argument("--batch", type=int, default=1)
     model.add_argument("--layers", type=int, help="measure this many layers and extrapolate to the full model")
-    model.add_argument("--layer-programs", action="store_true",
-                       help="run the model as one SPU program per stage (embedding, each layer, head), every layer, nothing extrapolated (secformer_jax/stages.py)")
+    model.add_argument("--layer-programs", action="store_true", default=None,
+                       help="run the model as one SPU program per stage (embedding, each layer, head), every layer, nothing extrapolated "
+                            "(secformer_jax/stages.py); the default under Cheetah without --layers")
     model.add_argument("--linear", choices=list(LINEAR_LAYERS), default="spu", help=LINEAR_HELP + "; every method alike")
     model.add_argument("--dealer-seed", type=int, help="derive the dealt masks from this seed (reproducible runs; recorded in the JSON); default: a fresh key per run")
 
@@ -113,11 +114,14 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
         with tqdm(total=total, desc="bench ops", unit="run") as bar:
             records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update, runners=runners)
         return records, args.name or "ops-" + "-".join(args.protocols)
-    from .model import model_config, model_records, runs_per_method
+    from .model import model_config, model_records, runs_per_method, uses_layer_programs
 
     if args.seq_len < 1 or args.batch < 1:
         raise ValueError("--seq-len and --batch must be positive")
     total_layers = model_config(args.model).num_hidden_layers
+    if args.layer_programs is None and uses_layer_programs(args.protocols, args.layers):
+        args.layer_programs = True
+        tqdm.write("Cheetah: one SPU program per stage (--layer-programs; the whole model as one program does not fit 24 GiB)")
     total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers, args.layer_programs)
     with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
         records = model_records(

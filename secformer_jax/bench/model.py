@@ -32,7 +32,7 @@ import spu.libspu as libspu
 from transformers import BertConfig
 
 from ..approx import METHODS, PRESETS, ApproxSet, sine
-from ..inference import VOCAB_CHUNKS, classifier_builder
+from ..inference import WEIGHT_BLOCKS, classifier_builder
 from ..model import BertEmbeddings, BertLayer, init_params
 from ..program import DEALER_FREE, ProgramBuilder, privacy
 from ..randomness import Dealer
@@ -99,9 +99,9 @@ def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len:
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     _, data = _data(config, batch, seq_len, 1)
     n = config.num_hidden_layers
-    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, VOCAB_CHUNKS.get(protocol, 0)), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
+    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, WEIGHT_BLOCKS.get(protocol, 0)), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
                             {"words": data["words"], "types": data["types"]}, name="embedding")
-    layer = _module_run(BertLayer(config, NO_NONLINEARITY), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
+    layer = _module_run(BertLayer(config, NO_NONLINEARITY, WEIGHT_BLOCKS.get(protocol, 0)), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
                         {"hidden": f32(b, l, h), "mask": data["mask"]}, lambda out: out[0], "linear")
     gelu_args = (f32(b, l, i) * 3,)
     if approx.needs_correlation:
@@ -158,29 +158,30 @@ def _extrapolated(values: dict[int, float], measured: int, total_layers: int) ->
 
 
 def model_records(model, methods, protocols, seq_len, batch, layers, networks: list[Network], field="fm64", progress=None, runners=None,
-                  linear_layers: str = "spu", dealer_seed: int | None = None, layer_programs: bool = False) -> list[dict]:
+                  linear_layers: str = "spu", dealer_seed: int | None = None, layer_programs: bool | None = None) -> list[dict]:
     """Benchmark one model for `methods` x `protocols`; one record per (method, protocol), plus one plaintext
     record. `runners` as in `ops.op_records` (default: SPU simulations). `linear_layers`: "spu" (SPU's own
     products) or "fixed-mask" (`linear.py`, for every method alike, where `linear.prefers_mask`). The dealt
     randomness and masks are fresh per run from a new `randomness.Dealer` (costs do not depend on their
     values); `dealer_seed` makes them reproducible (recorded in each record as `dealer_seed`).
     `layer_programs`: run the model as one program per stage (`stages.py`: embedding, every layer, head;
-    every layer run, none extrapolated) instead of one program. Under a protocol without a dealer (Cheetah)
+    every layer run, none extrapolated) instead of one program; None (the default): layer programs when the
+    protocols include Cheetah and `layers` is None (`uses_layer_programs`). Under a protocol without a dealer (Cheetah)
     a method whose GeLU needs dealt randomness runs PUMA's GeLU instead (`ApproxSet.dealer_free`; the
-    record's `approx` says so); the word embedding's product is chunked there (`inference.VOCAB_CHUNKS`)."""
+    record's `approx` says so); the products with weights run in blocks there (`inference.WEIGHT_BLOCKS`)."""
     runs_made = itertools.count()
 
     def new_dealer() -> Dealer:  # one per run: a stream name is used once per dealer
         return Dealer() if dealer_seed is None else Dealer.from_seed(dealer_seed * (1 << 30) + next(runs_made))
 
     fixed_mask = linear_layers == "fixed-mask"
+    if layer_programs is None:
+        layer_programs = uses_layer_programs(protocols, layers)
     full = model_config(model)
     total_layers = full.num_hidden_layers
     measured = total_layers if layers is None or layer_programs else layers
     if layer_programs and layers not in (None, total_layers):
         raise ValueError("--layer-programs runs every layer: leave out --layers")
-    if layer_programs and runners is not None:
-        raise ValueError("--layer-programs runs in the simulation only so far: leave out --cluster")
     if not 1 <= measured <= total_layers:
         raise ValueError(f"--layers must be in [1, {total_layers}] for {model}, got {layers}")
     if seq_len > full.max_position_embeddings:
@@ -201,16 +202,16 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     plain_inputs = {"words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
     counts = sorted({measured, 0} if measured < total_layers else {measured})
     for method in methods:
-        # per (approximations, vocabulary chunk): the programs differ only there across protocols, so the
+        # per (approximations, weight block): the programs differ only there across protocols, so the
         # protocols that share them share each program's compilation (a `_Run` sets up per protocol)
         runs_of, pieces_of = {}, {}
         for protocol in protocols:
             approx = approx_for(method, protocol)
-            key = (approx, VOCAB_CHUNKS.get(protocol, 0))
+            key = (approx, WEIGHT_BLOCKS.get(protocol, 0))
             sim = simulations[protocol]
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
-                staged = StagedClassifier(full, approx, field, linear_layers, VOCAB_CHUNKS.get(protocol, 0))
+                staged = StagedClassifier(full, approx, field, linear_layers, WEIGHT_BLOCKS.get(protocol, 0))
                 masks, setup_cost = staged.setup(sim, params, data, new_dealer)
                 stage_costs = []
                 out, total, dealt = staged.run(sim, params, data, masks, new_dealer, progress=lambda _: progress(1) if progress else None,
@@ -270,6 +271,13 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 }
             )
     return records
+
+
+def uses_layer_programs(protocols, layers: int | None) -> bool:
+    """Whether `model_records` runs layer programs when not told: under Cheetah, unless `layers` asks for an
+    extrapolation. The whole BERT-base as one Cheetah program does not fit 24 GiB (OOM-killed after 700 s);
+    one program per stage does (`results/model-bert-base-128-cheetah-*`)."""
+    return "cheetah" in protocols and layers is None
 
 
 def runs_per_method(protocols, layers, total_layers, layer_programs: bool = False) -> int:

@@ -185,8 +185,13 @@ def stage_table(records: list[dict]) -> list[str]:
     for r in records:
         for st in r.get("stages", []):
             lines.append(f"| {r['model']} | {r['protocol']} | {r['method']} | {st['stage']} | {_fmt_s(st['seconds'])} | "
-                         f"{_fmt_s(max(st['compute_seconds']))} | {st['send_bytes'] / MB:,.1f} | {st['peak_rss_bytes'] / 1e9:.2f} |")
+                         f"{_fmt_s(max(st['compute_seconds']))} | {st['send_bytes'] / MB:,.1f} | {_fmt_gb(st['peak_rss_bytes'])} |")
     return lines
+
+
+def _fmt_gb(value: int | None) -> str:
+    """Bytes as GB; "-" where not measured (a cluster's parties run in other processes)."""
+    return "-" if value is None else f"{value / 1e9:.2f}"
 
 
 def _plot_stages(records, path):
@@ -195,7 +200,7 @@ def _plot_stages(records, path):
     for r in records:
         names = [st["stage"].replace("layer ", "L") for st in r["stages"]]
         label = f"{r['method']}/{r['protocol']}"
-        axes[0].plot(names, [st["peak_rss_bytes"] / 1e9 for st in r["stages"]], marker="o", label=label)
+        axes[0].plot(names, [st["peak_rss_bytes"] / 1e9 if st["peak_rss_bytes"] else float("nan") for st in r["stages"]], marker="o", label=label)
         axes[1].plot(names, [st["seconds"] for st in r["stages"]], marker="o", label=label)
     axes[0].set_ylabel("peak resident GB during the stage")
     axes[1].set_ylabel("wall s")
