@@ -71,8 +71,9 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
 
 
 # products with a weight, per protocol, in blocks of at most this many rows and columns of the weight
-# (`model._product`). SPU 0.9.5's Cheetah holds memory per product in proportion to the weight's size and
-# keeps it after the product (SEAL's memory pool: malloc_trim returns almost none of it): one BERT-base
+# (`model._product`). Under SPU 0.9.5's Cheetah a product's memory grows with the weight's size and stays
+# with the process after it (its HE objects come from SEAL's global memory pool; malloc_trim returned 0.2
+# of the 11.4 GB an embedding stage left): one BERT-base
 # product, 128 x 768 by 768 x 3072, peaked at 18.3 GB, the same in four 768 x 768 blocks at 5.6 GB with
 # 25% more bytes (65 vs 52 MB) and less time (40 vs 63 s); the whole word one-hot product (30,522 x 768)
 # was OOM-killed at 24 GiB even at 32 tokens. The other protocols take whole products.

@@ -62,9 +62,10 @@ def check_config(config: BertConfig) -> None:
 def _product(x: Array, w: Array, block: int = 0) -> Array:
     """x [..., n] @ w [n, m]; with `block` > 0, as products with blocks of at most `block` x `block` of w, the
     column blocks concatenated and the row blocks summed: the same sum (exact in plaintext up to float
-    rounding order). Why: SPU 0.9.5's Cheetah holds memory per product in proportion to the weight's size
-    and keeps it (SEAL's memory pool) after the product; a BERT-base FFN product (768 x 3072) peaked at
-    18.3 GB, the same in 768 x 768 blocks at 5.6 GB (`inference.WEIGHT_BLOCKS`)."""
+    rounding order). Why: under SPU 0.9.5's Cheetah a product's memory grows with the weight's size and
+    stays with the process after it (measured; its HE objects come from SEAL's global memory pool): a
+    BERT-base FFN product (768 x 3072) peaked at 18.3 GB, in 768 x 768 blocks at 5.6 GB
+    (`inference.WEIGHT_BLOCKS`)."""
     n, m = w.shape
     if block <= 0 or (n <= block and m <= block):
         return x @ w

@@ -106,7 +106,11 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     classifier = PrivateClassifier(checkpoint, PRESETS[preset], linear_layers=linear_layers)
     encoded = encode(checkpoint.tokenizer, TEXT, None, 16)
     simulated = classifier(encoded, config.protocol)
-    np.testing.assert_allclose(out["logits"], simulated.logits[0], atol=2e-3)
+    # each run's fixed-point error is its own (fresh shares, probabilistic truncation): both within 1e-2 of the
+    # plaintext model with the same approximations, and within two runs' error of each other
+    np.testing.assert_allclose(out["logits"], simulated.plaintext_logits[0], atol=1e-2)
+    np.testing.assert_allclose(simulated.logits[0], simulated.plaintext_logits[0], atol=1e-2)
+    np.testing.assert_allclose(out["logits"], simulated.logits[0], atol=5e-3)
     assert out["linear"] == linear_layers
     # the dealer's bytes (seeds and corrections, as the parties received them) and the setup's equal the
     # simulation's: the same seed-based dealing
