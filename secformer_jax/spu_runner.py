@@ -344,7 +344,7 @@ class Simulation:
         del shares, preshared
 
         desc = libspu.link.Desc()
-        # the parties share this process's cores: one may wait on another's long local step (Cheetah packs a
+        # the parties share this process's cores: one may wait on another's long local step (Cheetah packed a
         # 2,048 x 768 operand for 10-20 s on 2 busy cores), far past yacl's default 30 s receive timeout
         desc.recv_timeout_ms = SIMULATION_RECV_TIMEOUT_S * 1000
         for rank in range(self.world_size):
