@@ -28,12 +28,13 @@ from .spu_runner import SPU_RUNTIME_OPTIONS, Cost, Program, Simulation
 
 @dataclasses.dataclass
 class Encoded:
-    """One tokenised example, padded to a public length; arrays have a leading batch axis of 1."""
+    """Tokenised examples padded to one public length: a row per example (`encode` makes one row; a batch of
+    B rows runs as one program, whose cost is the B examples' together)."""
 
-    input_ids: np.ndarray  # int32 [1, L]
-    attention_mask: np.ndarray  # int32 [1, L], 1 = real token
-    token_type_ids: np.ndarray  # int32 [1, L]
-    tokens: list[str]  # the real tokens (data owner only)
+    input_ids: np.ndarray  # int32 [B, L]
+    attention_mask: np.ndarray  # int32 [B, L], 1 = real token
+    token_type_ids: np.ndarray  # int32 [B, L]
+    tokens: list[str]  # the real tokens of a single example (data owner only; empty for a batch)
 
 
 def encode(tokenizer, text: str, text_pair: str | None = None, max_length: int = 64) -> Encoded:
@@ -61,7 +62,7 @@ def encode(tokenizer, text: str, text_pair: str | None = None, max_length: int =
 
 
 def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> tuple[np.ndarray, ...]:
-    """The data owner's secret inputs: word one-hots [1, L, V], padding mask [1, L], type one-hots [1, L, T]."""
+    """The data owner's secret inputs: word one-hots [B, L, V], padding mask [B, L], type one-hots [B, L, T]."""
     eye = partial(np.eye, dtype=np.float32)
     return (
         eye(vocab_size)[encoded.input_ids],
@@ -124,10 +125,10 @@ class PrivateClassifier:
         c = self.checkpoint.config
         return dict(zip(("words", "mask", "types"), one_hot_inputs(encoded, c.vocab_size, c.type_vocab_size)))
 
-    def _shaped_data(self, seq_len: int) -> dict:
+    def _shaped_data(self, seq_len: int, batch: int = 1) -> dict:
         c = self.checkpoint.config
         f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-        return {"words": f32(1, seq_len, c.vocab_size), "mask": f32(1, seq_len), "types": f32(1, seq_len, c.type_vocab_size)}
+        return {"words": f32(batch, seq_len, c.vocab_size), "mask": f32(batch, seq_len), "types": f32(batch, seq_len, c.type_vocab_size)}
 
     def builder_for(self, protocol: str) -> ProgramBuilder:
         """The builder of `protocol`'s program (`WEIGHT_BLOCKS`; the same math as `builder`'s)."""
@@ -148,14 +149,14 @@ class PrivateClassifier:
         self.masks(protocol)
         return self._setup.get(protocol)
 
-    def program(self, seq_len: int, protocol: str = "aby3", record_openings: bool = False) -> tuple[Program, float]:
-        """The compiled SPU program for `seq_len` tokens (cached; `protocol` matters only for fixed-mask
-        products) and the seconds its compilation took. `record_openings`: the program also outputs every
-        value it opens (`openings.py`; for tests)."""
+    def program(self, seq_len: int, protocol: str = "aby3", record_openings: bool = False, batch: int = 1) -> tuple[Program, float]:
+        """The compiled SPU program for `batch` examples of `seq_len` tokens (cached; `protocol` matters only
+        for fixed-mask products) and the seconds its compilation took. `record_openings`: the program also
+        outputs every value it opens (`openings.py`; for tests)."""
         masks = self.masks(protocol)
         start = time.perf_counter()
         builder = self.builder_for(protocol)
-        shapes = builder.shapes(self.checkpoint.params, self._shaped_data(seq_len), masks)
+        shapes = builder.shapes(self.checkpoint.params, self._shaped_data(seq_len, batch), masks)
         program, new = builder.compile(shapes, record_openings)
         if new:
             self._compiled[id(program)] = (program, time.perf_counter() - start)
@@ -175,7 +176,8 @@ class PrivateClassifier:
         """Run privately under `protocol` and return the revealed logits next to the plaintext ones (with
         `record_openings`, also what the parties saw opened: `Result.openings`)."""
         simulation = self.simulation(protocol)
-        program, compile_seconds = self.program(encoded.input_ids.shape[1], protocol, record_openings)
+        batch, seq_len = encoded.input_ids.shape
+        program, compile_seconds = self.program(seq_len, protocol, record_openings, batch)
         masks = self.masks(protocol)
         out, cost, offline = self.builder_for(protocol).run(simulation, self.checkpoint.params, self.data(encoded), masks, Dealer(), record_openings)
         if offline is not None:

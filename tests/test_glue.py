@@ -13,7 +13,7 @@ from secformer_jax.cli import main
 from secformer_jax.glue import batches, tasks
 from secformer_jax.glue.distill import distill
 from secformer_jax.approx import PRESETS, resolve_approx, sine
-from secformer_jax.glue.evaluate import evaluate, gelu_inputs, subset
+from secformer_jax.glue.evaluate import encoded, evaluate, gelu_inputs, spu_batches, subset
 from secformer_jax.glue.gelu_range import check_gelu_range
 from secformer_jax.checkpoint import read_metadata
 from secformer_jax.glue.finetune import finetune
@@ -264,6 +264,19 @@ def test_distill_refuses_bad_inputs(tmp_path, tiny_teacher, tiny_checkpoint, tin
         distill("SST-2", tiny_teacher[0], "secformer", tmp_path / "x", temperature=0, glue_dir=tiny_glue)
 
 
+def test_spu_runs_group_examples_by_bucket(minilm_tokenizer):
+    """SPU examples run in programs of one padded length and at most `batch` rows, in near-equal parts."""
+    texts = ["good"] * 5 + [" ".join(["word"] * 20)] * 3  # 3 tokens (bucket 16) and 22 tokens (bucket 32)
+    examples = tasks.Examples(tasks.get_task("SST-2"), texts, None, np.zeros(len(texts), np.int32), "test")
+    data = batches.tokenize(minilm_tokenizer, examples, 64)
+    runs = spu_batches(data, np.arange(8), 4)
+    assert [r.tolist() for r in runs] == [[0, 1, 2], [3, 4], [5, 6, 7]]
+    assert encoded(data, runs[2]).input_ids.shape == (3, 32) and encoded(data, runs[0]).attention_mask.sum() == 3 * 3
+    assert [len(r) for r in spu_batches(data, np.arange(8), 1)] == [1] * 8
+    with pytest.raises(ValueError, match="--spu-batch must be at least 1"):
+        spu_batches(data, np.arange(8), 0)
+
+
 def test_regression_task_end_to_end(tmp_path, tiny_checkpoint, tiny_glue):
     """STS-B: one output trained with squared error, distilled with MSE on the scores, Pearson/Spearman."""
     meta = finetune("STS-B", tmp_path / "t", tiny_checkpoint[0], Hyper(3, 1e-3, 16), max_length=32, glue_dir=tiny_glue)
@@ -286,7 +299,11 @@ def test_eval_under_spu_agrees_with_plaintext(tiny_students, tiny_glue):
     spu = result["spu"]
     assert spu["indices"] == subset(3, 24).tolist() == [0, 12, 23]
     assert spu["agreement"] == 1.0 and spu["max_abs_logit_error"] < 1e-2
-    assert spu["mean_send_bytes"] > 0 and set(spu["compile_seconds"]) == {16}
+    assert spu["mean_send_bytes"] > 0 and spu["batch"] == 16 and set(spu["compile_seconds"]) == {"3x16"}
+    # one example per run: one program of 1 x 16, the same labels; the bytes of a run are its rows' together
+    single = evaluate("SST-2", out, max_length=32, glue_dir=tiny_glue, spu_examples=3, protocol="aby3", spu_batch=1)["spu"]
+    assert set(single["compile_seconds"]) == {"1x16"} and single["agreement"] == 1.0 and single["max_abs_logit_error"] < 1e-2
+    assert single["mean_send_bytes"] == pytest.approx(spu["mean_send_bytes"], rel=0.05)
     with pytest.raises(ValueError, match="--spu-examples must be >= 0"):
         evaluate("SST-2", out, glue_dir=tiny_glue, spu_examples=-1)
     # the cosine series' domain is checked on the plaintext pass

@@ -55,6 +55,7 @@ def add_glue_commands(sub) -> None:
     ev.add_argument("--model", type=Path, required=True, help="a fine-tuned or distilled checkpoint directory")
     add_approx_options(ev, default=None, help="approximation preset (default: the one the checkpoint names)")
     ev.add_argument("--spu-examples", type=int, default=0, help="also run this many evenly spaced dev examples under SPU")
+    ev.add_argument("--spu-batch", type=int, default=16, help="SPU examples of one padded length per program run (time and bytes per example: the run's shared)")
     add_run_options(ev)
     ev.add_argument("--max-examples", type=int, help="evaluate only the first N dev examples")
 
@@ -100,7 +101,7 @@ def run_glue(args, argv: list[str]) -> dict:
         from .evaluate import evaluate
 
         out = evaluate(args.task, args.model, args.approx, args.max_length, args.glue_dir, args.spu_examples,
-                       args.protocol, args.field, args.max_examples, approx_overrides(args), args.linear)
+                       args.protocol, args.field, args.max_examples, approx_overrides(args), args.linear, args.spu_batch)
     from ..provenance import run_meta
 
     meta = run_meta()
