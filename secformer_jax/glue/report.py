@@ -58,13 +58,20 @@ def render(runs: dict) -> str:
         scores = [_main(runs.get((m, t))) for t in tasks]
         mean = f"{sum(scores) / len(scores):.1f}" if all(s is not None for s in scores) else "-"
         lines.append(f"| {m} | " + " | ".join(cell(runs.get((m, t))) for t in tasks) + f" | {mean} |")
-    out = ["## Plaintext, whole dev split, each method's approximations", "", *lines, ""]
+    gaps = []
+    for name, a, b in (("SecFormer - Teacher", "SecFormer", "Teacher"), ("SecFormer - MPCFormer", "SecFormer", "MPCFormer")):
+        diffs = [None if None in (_main(runs.get((a, t))), _main(runs.get((b, t)))) else _main(runs[(a, t)]) - _main(runs[(b, t)]) for t in tasks]
+        gaps.append(f"| {name}, points | " + " | ".join("-" if d is None else f"{d:+.1f}" for d in diffs) + " | |")
+    out = ["## Plaintext, whole dev split, each method's approximations", "", *lines, *gaps, "",
+           "The gap rows compare the main metric (the first one named in the column head).", ""]
 
     out += ["## Under SPU (ABY3 simulation) on an evenly spaced dev subset", "",
             "Metric under SPU, the plaintext metric on the same examples, label agreement (STS-B: the largest "
             "score difference instead), the largest logit difference.", "",
-            "| method | task | examples | SPU | plaintext, same examples | agreement | max abs logit error | MiB sent / example | s / example |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "Examples of one padded length run together, at most `per run` of them in one program; bytes and seconds "
+            "per example are a run's divided by its examples.", "",
+            "| method | task | examples | SPU | plaintext, same examples | agreement | max abs logit error | MiB sent / example | s / example | per run |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for m in METHODS:
         for t in tasks:
             run = runs.get((m, t))
@@ -74,9 +81,11 @@ def render(runs: dict) -> str:
             agree = "-" if spu["agreement"] is None else f"{spu['agreement']:.0%}"
             plain = cell({"task": t, "metrics": spu["plaintext_metrics"]})
             out.append(f"| {m} | {t} | {spu['examples']} | {cell(run, 'spu')} | {plain} | {agree} | "
-                       f"{spu['max_abs_logit_error']:.1e} | {spu['mean_send_bytes'] / 2**20:.0f} | {spu['mean_seconds']:.1f} |")
+                       f"{spu['max_abs_logit_error']:.1e} | {spu['mean_send_bytes'] / 2**20:.0f} | {spu['mean_seconds']:.1f} | {spu.get('batch', 1)} |")
     out += ["", "## Training (durations measured on this machine)", "",
-            "| task | method | training examples | steps | seconds | loss before -> after |", "|---|---|---|---|---|---|"]
+            "Loss before -> after: the stage's loss without dropout on its first 256 training examples; per epoch: the "
+            "mean training loss (with dropout) of each epoch, stage by stage.", "",
+            "| task | method | training examples | steps | seconds | loss before -> after | per epoch |", "|---|---|---|---|---|---|---|"]
     for t in tasks:
         for m in ("Teacher", "MPCFormer", "SecFormer"):
             run = runs.get((m, t))
@@ -87,7 +96,8 @@ def render(runs: dict) -> str:
             stages = [hist] if m == "Teacher" else [hist["stage1"], hist["stage2"]]
             steps = " + ".join(str(h["steps"]) for h in stages)
             losses = "; ".join(f"{h['initial_loss']:.3f} -> {h['final_loss']:.3f}" for h in stages)
-            out.append(f"| {t} | {m} | {train['train_examples']} | {steps} | {train['seconds']:.0f} | {losses} |")
+            epochs = "; ".join(", ".join(f"{x:.3f}" for x in h.get("epoch_loss", []) if x is not None) for h in stages)
+            out.append(f"| {t} | {m} | {train['train_examples']} | {steps} | {train['seconds']:.0f} | {losses} | {epochs} |")
     commits = sorted({run.get("commit", "not recorded") for run in runs.values()})
     out += ["", "## Commands", "", f"Code: commit {', '.join(commits)}; machine: "
             f"{next((r['machine'] for r in runs.values() if 'machine' in r), 'not recorded')}.", "", "```"]
