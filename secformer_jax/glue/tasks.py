@@ -77,6 +77,16 @@ def default_glue_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
 
 
+def recorded_path(path: Path) -> str:
+    """How a result names a data file: relative to the repository when beside it (`../shared/...`, the same on
+    every machine), else absolute."""
+    path, repo = Path(path).resolve(), Path(__file__).resolve().parents[2]
+    try:
+        return str(Path("..") / path.relative_to(repo.parent))
+    except ValueError:
+        return str(path)
+
+
 def get_task(name: str) -> TaskSpec:
     """The task called `name` (case-insensitive; "STSB" and "SST2" accepted)."""
     key = {k.lower().replace("-", ""): k for k in TASKS}.get(name.lower().replace("-", ""))
@@ -128,7 +138,7 @@ def read_task(name: str, split: str, glue_dir: str | Path | None = None) -> Exam
     if not text_a:
         raise ValueError(f"{path} holds no examples")
     dtype = np.float32 if task.regression else np.int32
-    return Examples(task, text_a, text_b, np.asarray(labels, dtype), str(path.resolve()))
+    return Examples(task, text_a, text_b, np.asarray(labels, dtype), recorded_path(path))
 
 
 def predictions(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
