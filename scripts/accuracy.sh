@@ -2,7 +2,7 @@
 # The GLUE accuracy table (results/ACCURACY.md) from real runs: for each task, fine-tune a MiniLM teacher,
 # distil the MPCFormer and SecFormer students with the same budget, evaluate teacher / PUMA / MPCFormer /
 # SecFormer on the whole dev split in plaintext and on an evenly spaced dev subset under SPU ABY3.
-# The recipe is sized for a 2-core machine: about 35-45 minutes per task (MRPC, RTE: about an hour; see
+# The recipe is sized for a 2-core machine: measured CoLA 44 min, SST-2 66 min, STS-B 45 min (MRPC, RTE: not yet; see
 # WORKSPACE.md). Every step is skipped when its output exists, and an interrupted training step resumes
 # from its last save, so a rerun on the same machine picks up where the last one stopped.
 # Usage: scripts/accuracy.sh [TASK ...]   (default: CoLA SST-2 STS-B MRPC RTE)
