@@ -69,7 +69,7 @@ def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: st
             batch: int = 16) -> dict:
     """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding), run
     `batch` examples of one bucket per program (`spu_batches`); a run's seconds and bytes are shared equally by its
-    examples. SPU's products are memory-bound at batch 1: MiniLM at 32 tokens took 40 s for one example, 63 s
+    examples. A run's time grows far slower than its rows: MiniLM at 32 tokens took 40 s for one example, 63 s
     for 4, 185 s for 16 (2 busy cores), the same bytes per example."""
     classifier = PrivateClassifier(checkpoint, approx, field, linear_layers)
     classifier.simulation(protocol)
