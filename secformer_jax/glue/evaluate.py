@@ -70,7 +70,7 @@ def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: st
     """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding), run
     `batch` examples of one bucket per program (`spu_batches`); a run's seconds and bytes are shared equally by its
     examples. A run's time grows far slower than its rows: MiniLM at 32 tokens took 40 s for one example, 63 s
-    for 4, 185 s for 16 (2 busy cores), the same bytes per example."""
+    for 4, 185 s for 16 (2 busy cores, a one-off measurement), the same bytes per example."""
     classifier = PrivateClassifier(checkpoint, approx, field, linear_layers)
     classifier.simulation(protocol)
     position = {int(i): k for k, i in enumerate(index)}
