@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GLUE accuracy table (results/ACCURACY.md) from real runs: for each task, fine-tune a MiniLM teacher,
-# distil the MPCFormer and SecFormer students with the same budget, evaluate teacher / PUMA / MPCFormer /
-# SecFormer on the whole dev split in plaintext and on an evenly spaced dev subset under SPU ABY3.
+# The GLUE accuracy table (results/ACCURACY.md) from real runs: for each task, fine-tune a MiniLM teacher
+# (RTE: one from MiniLM and one from the MRPC teacher, the dev-best kept), distil the MPCFormer and SecFormer
+# students with the same budget, evaluate teacher / PUMA / MPCFormer / SecFormer on the whole dev split in
+# plaintext and on an evenly spaced dev subset under SPU ABY3.
 # The recipe is sized for a 2-core machine: measured CoLA 44 min, SST-2 66 min, STS-B 45 min (MRPC, RTE: not yet; see
 # WORKSPACE.md). Every step is skipped when its output exists, and an interrupted training step resumes
 # from its last save, so a rerun on the same machine picks up where the last one stopped.
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S="${SECFORMER:-.venv/bin/secformer}"
+PY="${PYTHON:-.venv/bin/python}"
 RUNS="${RUNS:-runs}"          # checkpoints (not committed)
 OUT="${OUT:-results/accuracy}" # JSON per step (committed)
 SPU_SEC="${SPU_SEC:-50}"       # SPU examples for SecFormer (the final preset); SST-2: twice as many
@@ -21,6 +23,13 @@ teacher_args() {  # full train sets; epochs and learning rate per task (chosen o
     SST-2) echo "--epochs 1 --lr 5e-5" ;;
     STS-B) echo "--epochs 3 --lr 5e-5" ;;
     *) echo "--epochs 5 --lr 5e-5" ;;  # MRPC, RTE
+  esac
+}
+
+teacher_bases() {  # the teacher's starting points: one run from each, the best on the dev split is kept
+  case "$1" in
+    RTE) echo "MiniLM MRPC" ;;  # also from the MRPC teacher (intermediate-task transfer; RTE has 2,490 train pairs)
+    *) echo "MiniLM" ;;
   esac
 }
 
@@ -48,9 +57,35 @@ step() {  # step OUTPUT_FILE COMMAND...: run unless OUTPUT_FILE exists
 tasks=("$@")
 [[ ${#tasks[@]} -gt 0 ]] || tasks=(CoLA SST-2 STS-B MRPC RTE)
 for t in "${tasks[@]}"; do
-    step "$RUNS/$t-teacher/secformer.json" $S finetune --task "$t" --out "$RUNS/$t-teacher" $(teacher_args "$t") \
-      --json "$OUT/train/$t-teacher.json"
-    step "$OUT/$t-teacher.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx plaintext --json "$OUT/$t-teacher.json"
+    bases=($(teacher_bases "$t"))
+    if [[ ${#bases[@]} -eq 1 ]]; then
+      step "$RUNS/$t-teacher/secformer.json" $S finetune --task "$t" --out "$RUNS/$t-teacher" $(teacher_args "$t") \
+        --json "$OUT/train/$t-teacher.json"
+      step "$OUT/$t-teacher.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx plaintext --json "$OUT/$t-teacher.json"
+    else  # candidates in sweep/; the task's teacher (checkpoint, eval and training JSON) links to the dev-best one
+      mkdir -p "$OUT/sweep" "$OUT/train/sweep"
+      for b in "${bases[@]}"; do
+        if [[ "$b" != MiniLM && ! -e "$RUNS/$b-teacher/secformer.json" ]]; then
+          echo "accuracy.sh: $t's teacher also starts from the $b teacher: run $b first (scripts/accuracy.sh $b $t)" >&2; exit 2
+        fi
+      done
+      candidates=()
+      for b in "${bases[@]}"; do
+        name="$t-teacher-from-$b"
+        candidates+=("$OUT/sweep/$name.json")
+        step "$RUNS/$name/secformer.json" $S finetune --task "$t" --out "$RUNS/$name" \
+          $([[ "$b" == MiniLM ]] || echo "--model $RUNS/$b-teacher") $(teacher_args "$t") --json "$OUT/train/sweep/$name.json"
+        step "$OUT/sweep/$name.json" $S eval --task "$t" --model "$RUNS/$name" --approx plaintext --json "$OUT/sweep/$name.json"
+      done
+      best=$("$PY" -c 'import json, sys
+runs = {p: json.load(open(p)) for p in sys.argv[1:]}
+print(max(runs, key=lambda p: runs[p]["metrics"][runs[p]["main_metric"]]))' "${candidates[@]}")
+      best=$(basename "${best%.json}")  # the first on a tie
+      echo "== $t teacher: $best, the best on the dev split (from: ${bases[*]})"
+      ln -sfn "$best" "$RUNS/$t-teacher"
+      ln -sfn "sweep/$best.json" "$OUT/$t-teacher.json"
+      ln -sfn "sweep/$best.json" "$OUT/train/$t-teacher.json"
+    fi
     for student in mpcformer secformer; do
       step "$RUNS/$t-$student/secformer.json" $S distill --task "$t" --teacher "$RUNS/$t-teacher" --student "$student" \
         --out "$RUNS/$t-$student" $(student_args "$t") --stage1-lr 1e-4 --stage2-lr 5e-5 --json "$OUT/train/$t-$student.json"

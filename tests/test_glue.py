@@ -16,7 +16,7 @@ from secformer_jax.approx import PRESETS, resolve_approx, sine
 from secformer_jax.glue.evaluate import encoded, evaluate, gelu_inputs, spu_batches, subset
 from secformer_jax.glue.gelu_range import check_gelu_range
 from secformer_jax.checkpoint import read_metadata
-from secformer_jax.glue.finetune import finetune
+from secformer_jax.glue.finetune import finetune, keeps_classifier
 from secformer_jax.glue.loop import Hyper
 
 
@@ -122,9 +122,10 @@ NEGATIVE = ["bad", "awful", "poor", "ugly", "dull", "sad", "boring", "terrible"]
 
 @pytest.fixture(scope="module")
 def tiny_glue(tmp_path_factory):
-    """A learnable SST-2 (a sentiment word in filler) and STS-B (score = shared words) in glue_data layout."""
+    """A learnable SST-2 (a sentiment word in filler), STS-B (score = shared words) and RTE (entailment = the
+    same sentence) in glue_data layout."""
     root = tmp_path_factory.mktemp("glue")
-    rng = np.random.default_rng(0)
+    rng, rte_rng = np.random.default_rng(0), np.random.default_rng(1)
     filler = ["the", "film", "was", "a", "story", "and", "it", "very"]
     for split, n in (("train", 96), ("dev", 24)):
         rows = [("sentence", "label")]
@@ -139,6 +140,12 @@ def tiny_glue(tmp_path_factory):
             b = a[:shared] + rng.choice(POSITIVE, 5 - shared).tolist()
             rows.append((" ".join(a), " ".join(b), f"{shared:.1f}"))
         write_tsv(root / "STS-B" / f"{split}.tsv", rows)
+        rows = [("index", "sentence1", "sentence2", "label")]
+        for i in range(n):
+            a = " ".join(rte_rng.choice(filler, 5).tolist())
+            b = a if i % 2 else " ".join(rte_rng.choice(NEGATIVE, 3).tolist())
+            rows.append((str(i), a, b, ("not_entailment", "entailment")[i % 2]))
+        write_tsv(root / "RTE" / f"{split}.tsv", rows)
     return root
 
 
@@ -163,6 +170,16 @@ def test_finetune_learns_and_saves(tiny_teacher, tiny_glue):
         finetune("SST-2", out, None, glue_dir=tiny_glue)
     with pytest.raises(ValueError, match="trained on SST-2, not RTE"):
         evaluate("RTE", out, glue_dir=tiny_glue)
+
+
+def test_a_classifier_trained_on_another_task_starts_fresh(tiny_teacher, tiny_glue, tmp_path):
+    """RTE from the SST-2 teacher: the same width but other labels, so a new classifier; SST-2 keeps it."""
+    base = load_checkpoint(tiny_teacher[0]).config
+    assert not keeps_classifier(base, tasks.get_task("RTE")) and keeps_classifier(base, tasks.get_task("SST-2"))
+    meta = finetune("RTE", tmp_path / "rte", tiny_teacher[0], Hyper(1, 1e-3, 16), max_length=32, glue_dir=tiny_glue)
+    assert meta["classifier"] == "new (random initialisation)" and meta["base_model"] == str(tiny_teacher[0])
+    meta = finetune("SST-2", tmp_path / "again", tiny_teacher[0], Hyper(1, 1e-3, 16), max_length=32, glue_dir=tiny_glue)
+    assert meta["classifier"] == "the base model's"
 
 
 def test_a_checkpoint_records_its_gelu_range_and_a_gelu_it_leaves_is_refused(tiny_teacher, tiny_glue, tmp_path, capsys):

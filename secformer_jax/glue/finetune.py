@@ -36,6 +36,13 @@ def task_loss(task: TaskSpec, logits, labels, weights):
     return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def keeps_classifier(base_config, task: TaskSpec) -> bool:
+    """Whether fine-tuning on `task` may start from the base checkpoint's classifier: only when it has the
+    task's width and was not fine-tuned on another task, whose labels mean something else (MRPC's index 1 is
+    "equivalent", RTE's is "not_entailment"); any other base gets a fresh classifier."""
+    return base_config.num_labels == task.num_labels and getattr(base_config, "finetuning_task", None) in (None, task.name)
+
+
 def apply_model(model: BertForSequenceClassification, params, batch: dict, rng):
     """The model's outputs on a batch of ids; dropout on when `rng` is given."""
     rngs = {} if rng is None else {"dropout": rng}
@@ -88,9 +95,8 @@ def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = Non
     task, out = get_task(task_name), Path(out)
     prepare_out(out, restart)
     start = time.perf_counter()
-    # a classifier for another label set (e.g. an SST-2 model fine-tuned on STS-B) is replaced by a fresh one
-    other_head = load_config(Path(model_dir) if model_dir is not None else default_model_dir()).num_labels != task.num_labels
-    checkpoint = load_checkpoint(model_dir, num_labels=task.num_labels, drop_classifier=other_head)
+    base = load_config(Path(model_dir) if model_dir is not None else default_model_dir())
+    checkpoint = load_checkpoint(model_dir, num_labels=task.num_labels, drop_classifier=not keeps_classifier(base, task))
     data = training_data(checkpoint, task, max_length, max_train, glue_dir, hyper.seed)
     model = BertForSequenceClassification(checkpoint.config, approx)
 
@@ -100,6 +106,7 @@ def finetune(task_name: str, out: str | Path, model_dir: str | Path | None = Non
     params, history = fit(loss_fn, checkpoint.params, None, data, hyper, out / STATE_DIR, f"finetune {task.name}")
     metadata = {
         "task": task.name, "role": "teacher", "method": None, "base_model": str(model_dir) if model_dir is not None else f"embedded default ({DEFAULT_PACKAGE})",
+        "classifier": "the base model's" if checkpoint.has_classifier else "new (random initialisation)",
         "trained_with": approx.to_dict(), "evaluate_with": "plaintext", "train_examples": len(data),
         "truncated_examples": data.truncated, "history": history, "seconds": history["seconds"],
         "wall_seconds_this_call": time.perf_counter() - start,
