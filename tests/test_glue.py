@@ -347,8 +347,16 @@ def test_cli_eval_report_and_infer_on_a_distilled_student(tmp_path, tiny_teacher
         assert main(argv) == 0
         saved = json.loads((runs / f"SST-2-{name}.json").read_text())
         assert saved["command"].startswith("secformer eval --task SST-2") and saved["preset"] == preset
+    (runs / "sweep").mkdir()  # two teacher candidates; the task's teacher file links to the first
+    first = json.loads((runs / "SST-2-teacher.json").read_text())
+    (runs / "sweep" / "SST-2-teacher-from-A.json").write_text(json.dumps(first))
+    (runs / "sweep" / "SST-2-teacher-from-B.json").write_text(json.dumps(first | {"metrics": {"accuracy": 0.5}}))
+    (runs / "SST-2-teacher.json").unlink()
+    (runs / "SST-2-teacher.json").symlink_to("sweep/SST-2-teacher-from-A.json")
     assert main(["accuracy-report", "--runs", str(runs), "--out", str(tmp_path / "ACC.md")]) == 0
     table = (tmp_path / "ACC.md").read_text()
+    assert f"| SST-2 | SST-2-teacher-from-A.json | - | - | {100 * first['metrics']['accuracy']:.1f} | yes |" in table
+    assert "| SST-2 | SST-2-teacher-from-B.json | - | - | 50.0 | no |" in table
     for method in ("Teacher", "PUMA", "MPCFormer", "SecFormer"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
         assert row.count("|") == 4 and "-" not in row.split("|")[2], row
