@@ -47,6 +47,13 @@ spu_examples() {  # spu_examples TASK METHOD (MiniLM under ABY3, 16 examples per
   esac
 }
 
+spu_batch() {  # SPU examples per program: 16 x 128 tokens was killed for memory on 24 GiB (MRPC, 2026-11-30)
+  case "$1" in
+    MRPC|RTE) echo 8 ;;
+    *) echo 16 ;;
+  esac
+}
+
 step() {  # step OUTPUT_FILE COMMAND...: run unless OUTPUT_FILE exists
   local done="$1"; shift
   if [[ -e "$done" ]]; then echo "== skip (done): $*"; return; fi
@@ -90,8 +97,8 @@ print(max(runs, key=lambda p: runs[p]["metrics"][runs[p]["main_metric"]]))' "${c
       step "$RUNS/$t-$student/secformer.json" $S distill --task "$t" --teacher "$RUNS/$t-teacher" --student "$student" \
         --out "$RUNS/$t-$student" $(student_args "$t") --stage1-lr 1e-4 --stage2-lr 5e-5 --json "$OUT/train/$t-$student.json"
     done
-    step "$OUT/$t-puma.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx puma --spu-examples "$(spu_examples "$t" puma)" --json "$OUT/$t-puma.json"
-    step "$OUT/$t-mpcformer.json" $S eval --task "$t" --model "$RUNS/$t-mpcformer" --approx mpcformer --spu-examples "$(spu_examples "$t" mpcformer)" --json "$OUT/$t-mpcformer.json"
-    step "$OUT/$t-secformer.json" $S eval --task "$t" --model "$RUNS/$t-secformer" --approx secformer --spu-examples "$(spu_examples "$t" secformer)" --json "$OUT/$t-secformer.json"
+    step "$OUT/$t-puma.json" $S eval --task "$t" --model "$RUNS/$t-teacher" --approx puma --spu-examples "$(spu_examples "$t" puma)" --spu-batch "$(spu_batch "$t")" --json "$OUT/$t-puma.json"
+    step "$OUT/$t-mpcformer.json" $S eval --task "$t" --model "$RUNS/$t-mpcformer" --approx mpcformer --spu-examples "$(spu_examples "$t" mpcformer)" --spu-batch "$(spu_batch "$t")" --json "$OUT/$t-mpcformer.json"
+    step "$OUT/$t-secformer.json" $S eval --task "$t" --model "$RUNS/$t-secformer" --approx secformer --spu-examples "$(spu_examples "$t" secformer)" --spu-batch "$(spu_batch "$t")" --json "$OUT/$t-secformer.json"
 done
 $S accuracy-report --runs "$OUT" --out results/ACCURACY.md
