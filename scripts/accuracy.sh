@@ -3,8 +3,8 @@
 # (RTE: one from MiniLM and one from the MRPC teacher, the dev-best kept), distil the MPCFormer and SecFormer
 # students with the same budget, evaluate teacher / PUMA / MPCFormer / SecFormer on the whole dev split in
 # plaintext and on an evenly spaced dev subset under SPU ABY3.
-# The recipe is sized for a 2-core machine: measured CoLA 44 min, SST-2 66 min, STS-B 45 min (MRPC, RTE: not yet; see
-# WORKSPACE.md). Every step is skipped when its output exists, and an interrupted training step resumes
+# The recipe is sized for a 2-core machine: measured CoLA 44 min, SST-2 66 min, STS-B 45 min, MRPC 73 min,
+# RTE 82 min (WORKSPACE.md). Every step is skipped when its output exists, and an interrupted training step resumes
 # from its last save, so a rerun on the same machine picks up where the last one stopped.
 # Usage: scripts/accuracy.sh [TASK ...]   (default: CoLA SST-2 STS-B MRPC RTE)
 set -euo pipefail

@@ -55,7 +55,8 @@ def add_glue_commands(sub) -> None:
     ev.add_argument("--model", type=Path, required=True, help="a fine-tuned or distilled checkpoint directory")
     add_approx_options(ev, default=None, help="approximation preset (default: the one the checkpoint names)")
     ev.add_argument("--spu-examples", type=int, default=0, help="also run this many evenly spaced dev examples under SPU")
-    ev.add_argument("--spu-batch", type=int, default=16, help="SPU examples of one padded length per program run (time and bytes per example: the run's shared)")
+    ev.add_argument("--spu-batch", type=int, default=16, help="SPU examples of one padded length per program run (time and bytes per example: the run's shared; "
+                    "MiniLM under ABY3 simulation: 16 x 128 tokens needs over 24 GiB, 8 x 128 fits)")
     add_run_options(ev)
     ev.add_argument("--max-examples", type=int, help="evaluate only the first N dev examples")
 
