@@ -166,7 +166,7 @@ def load_checkpoint(path: str | Path | None = None, num_labels: int | None = Non
 
     Encoder-only checkpoints (and any with `drop_classifier`) get a randomly initialised classifier with
     `num_labels` outputs and `has_classifier=False`; a checkpoint whose classifier has another width than
-    `num_labels` is an error.
+    `num_labels` is an error, and so is a tensor holding NaN or infinite values.
     """
     path = default_model_dir() if path is None else Path(path)
     if not path.is_dir():
@@ -191,6 +191,10 @@ def load_checkpoint(path: str | Path | None = None, num_labels: int | None = Non
                 f"{path}: tensor {'/'.join(key)} has shape {loaded[key].shape}, the config implies {ref.shape}"
             )
     params = {k: loaded[k] for k in reference if k in loaded}
+    for key, value in params.items():  # a NaN or infinite weight makes every logit meaningless
+        bad = int(np.size(value) - np.isfinite(value).sum())
+        if bad:
+            raise CheckpointError(f"{path}: tensor {'/'.join(key)} holds {bad} NaN or infinite values")
     if not has_classifier:
         fresh = traverse_util.flatten_dict(init_params(config, PRESETS["plaintext"], seed))
         params.update({k: np.asarray(v) for k, v in fresh.items() if k[0] == "classifier"})

@@ -135,20 +135,25 @@ def print_summary(out: dict) -> None:
 
 def _cluster(args) -> dict | None:
     from .cluster import load_config
-    from .cluster.launch import launch_inference
+    from .cluster.commands import read_query
+    from .cluster.launch import die_with_supervisor, launch_inference
     from .cluster.node import run_node
+    from .cluster.wire import RECEIVED, SENT
     from .spu_runner import peak_rss_bytes
-    from .cluster.wire import RECEIVED
 
     if args.command == "launch":
         from .glue.gelu_range import gelu_range_note
+
+        if args.query is not None and args.text_pair is not None:
+            raise ValueError("--text-pair goes with --text; a --query file holds its own text_pair")
+        text, text_pair = read_query(args.query) if args.query is not None else (args.text, args.text_pair)
 
         note = gelu_range_note(args.model, approx_from_args(args))  # refused before any process starts
         if note:
             _log(note)
         _log(f"starting the parties and owners of {args.config} (logs: {args.log_dir or 'a temporary folder'}) ...")
         out = launch_inference(
-            args.config, args.text, text_pair=args.text_pair, max_length=args.max_length, model=args.model,
+            args.config, text, text_pair=text_pair, max_length=args.max_length, model=args.model,
             approx_args=approx_flags(args), linear_layers=args.linear, timeout=args.timeout, log_dir=args.log_dir,
         )
         _log(f"  logs of every process: {out['log_dir']}")
@@ -156,19 +161,22 @@ def _cluster(args) -> dict | None:
 
         meta = run_meta()
         return out | {k: meta[k] for k in ("command", "date", "machine", "commit")}
+    die_with_supervisor()  # started by `launch`: never outlive it
     approx = approx_from_args(args)
+    text, text_pair = (None, None) if args.query is None else read_query(args.query)
     try:
         return run_node(
-            load_config(args.config), args.party, text=args.text, text_pair=args.text_pair, max_length=args.max_length,
+            load_config(args.config), args.party, text=text, text_pair=text_pair, max_length=args.max_length,
             model=args.model, approx=approx, linear_layers=args.linear, log=_log,
         )
-    finally:  # the ledger of what this process received (sender, kind, bytes), for audits and tests; its peak memory
+    finally:  # the ledger of what this process received and sent (peer, kind, bytes, blob bytes), for audits and tests; its peak memory
         _log(f"{args.party}: received {json.dumps(RECEIVED)}")
+        _log(f"{args.party}: sent {json.dumps(SENT)}")
         _log(f"{args.party}: peak_rss_bytes {peak_rss_bytes()}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cluster import LaunchError, PeerError
+    from .cluster import Interrupted, LaunchError, PeerError
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             print_glue(args, run_glue(args, argv))
             return 0
         out = _cluster(args) if args.command in ("node", "launch") else infer(args)
+    except Interrupted as e:
+        print(f"secformer: {e}", file=sys.stderr)
+        return 128 + e.signum
     except (ValueError, FileNotFoundError, LaunchError, PeerError) as e:
         print(f"secformer: error: {e}", file=sys.stderr)
         return 2

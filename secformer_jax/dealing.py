@@ -11,7 +11,7 @@ values, which the program reads as an int32 input holding the full ring element)
         s0 = G(k0), s1 = G(k1)           party 0 receives k0 and k1, party 1 k1, party 2 k0
         s2 = x - s0 - s1                 the correction: sent to parties 1 and 2
 
-G(k) is ChaCha20 keyed by the 32-byte seed k (`randomness.Stream`, one stream per value), so every
+G(k) is ChaCha20 keyed by the 32-byte seed k (`randomness.expand`, one stream per value), so every
 seed-derived share is uniform on the ring and a party holding one seed learns nothing of the other shares.
 Each party sees exactly the shares SPU's own `Io.make_shares` would give it (same storage types, same
 layout), so the program cannot tell the difference. What travels per dealt element: SEMI2K 8 bytes (SPU's
@@ -22,12 +22,11 @@ seed per run. `Bundle.send_bytes` counts exactly what `to_wire` puts on the link
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import spu.libspu as libspu
 
-from .randomness import KEY_BYTES, Stream
+from .randomness import KEY_BYTES, expand, fresh_seed
 
 # Cheetah needs no dealer for its own products; a program that takes dealt randomness (SecFormer's GeLU)
 # still gets it from one under Cheetah, with the same additive shares as SEMI2K.
@@ -45,7 +44,7 @@ def _check(protocol: str) -> None:
 
 
 def _expand(seed: bytes, index: int, shape) -> np.ndarray:
-    return Stream(seed, f"share/{index}").uint64(shape)
+    return expand(seed, f"share/{index}", shape)
 
 
 @dataclasses.dataclass
@@ -82,11 +81,20 @@ class Bundle:
 
     @classmethod
     def from_wire(cls, header: dict, blobs: list[bytes]) -> "Bundle":
-        """The inverse of `to_wire` (checked: a malformed message is a ValueError)."""
+        """The inverse of `to_wire`, checked: a malformed message, a field `to_wire` does not write, or seeds
+        and corrections other than the ones this party's rank receives (module doc) are a ValueError."""
+        extra = sorted(set(header) - {"kind", "protocol", "rank", "seeds", "shapes", "corrections"})
+        if extra:
+            raise ValueError(f"dealt-shares message with unexpected fields {extra}")
         try:
             protocol, rank = header["protocol"], int(header["rank"])
             _check(protocol)
             seed_ids, shapes, held = [int(i) for i in header["seeds"]], [tuple(int(d) for d in s) for s in header["shapes"]], header["corrections"]
+            if set(seed_ids) != _SEEDED[protocol][rank]:
+                raise ValueError(f"party {rank} is dealt the seeds of shares {sorted(_SEEDED[protocol][rank])}, got {sorted(seed_ids)}")
+            receives = len(_SEEDED[protocol][rank]) < len(_HOLDS[protocol][rank])
+            if sorted(int(j) for j in held) != (list(range(len(shapes))) if receives else []):
+                raise ValueError(f"party {rank} receives {'every' if receives else 'no'} correction, the message holds {len(held)} of {len(shapes)}")
             if len(blobs) != len(seed_ids) + len(held) or any(len(b) != KEY_BYTES for b in blobs[: len(seed_ids)]):
                 raise ValueError("blob count or seed size does not match the header")
             corrections: list = [None] * len(shapes)
@@ -99,9 +107,9 @@ class Bundle:
 
 def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
     """Split the int32 / uint64 arrays `values` into one `Bundle` per computing party (module doc), with
-    fresh seeds (`os.urandom`, per run)."""
+    fresh seeds (`randomness.fresh_seed`, per call: never shared between deals)."""
     _check(protocol)
-    seeds = [os.urandom(KEY_BYTES) for _ in range(PARTIES[protocol] - 1)]
+    seeds = [fresh_seed() for _ in range(PARTIES[protocol] - 1)]
     corrections = []
     for j, v in enumerate(values):
         v = np.asarray(v)
@@ -120,6 +128,17 @@ def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
         bundles.append(Bundle(protocol, rank, {i: seeds[i] for i in seeded}, [np.shape(v) for v in values],
                               [c if receives else None for c in corrections]))
     return bundles
+
+
+def reconstruct(bundles: list[Bundle]) -> list[np.ndarray]:
+    """The dealt values (uint64 ring elements) that all parties' `bundles` of one deal add up to: what the
+    parties could recover together, and nobody alone (for audits and tests)."""
+    seeds = {i: seed for b in bundles for i, seed in b.seeds.items()}
+    values = []
+    for j, shape in enumerate(bundles[0].shapes):
+        correction = next(b.corrections[j] for b in bundles if b.corrections[j] is not None)
+        values.append(correction + sum((_expand(seeds[i], j, shape) for i in sorted(seeds)), np.zeros(shape, np.uint64)))
+    return values
 
 
 @dataclasses.dataclass

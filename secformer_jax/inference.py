@@ -81,6 +81,16 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
 WEIGHT_BLOCKS = {"cheetah": 768}
 
 
+def check_finite(what: str, logits) -> np.ndarray:
+    """`logits` as an array; a ValueError naming `what` if any is NaN or infinite (never compared, never
+    reported as agreement: with non-finite weights or an overflowing fixed-point range no output means anything)."""
+    logits = np.asarray(logits)
+    if not np.isfinite(logits).all():
+        raise ValueError(f"the {what} hold {int(np.size(logits) - np.isfinite(logits).sum())} NaN or infinite values of {np.size(logits)}: "
+                         "check the model's weights and the fixed-point range (--field)")
+    return logits
+
+
 def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> ProgramBuilder:
     """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
     with `protocol`, its program for that protocol (`WEIGHT_BLOCKS`), else one every protocol but Cheetah
@@ -97,7 +107,7 @@ class Result:
     compile_seconds: float
     offline: dict | None = None  # dealt randomness: {"seconds": dealer time, "send_bytes": seeds and corrections sent}
     setup: dict | None = None  # fixed-mask products: the once-per-model setup's bytes (`ProgramBuilder.run_setup`)
-    openings: list[np.ndarray] | None = None  # with record_openings: each opened value's low 32 bits, in program order
+    openings: list[np.ndarray] | None = None  # with record_openings: each opened value's ring elements (uint64), in program order
 
     @property
     def max_abs_error(self) -> float:
@@ -164,7 +174,7 @@ class PrivateClassifier:
 
     def plaintext_logits(self, encoded: Encoded) -> np.ndarray:
         inputs = {"params": self.checkpoint.params, "words": encoded.input_ids, "mask": encoded.attention_mask, "types": encoded.token_type_ids}
-        return np.asarray(self._plain(inputs))
+        return check_finite("plaintext logits", self._plain(inputs))
 
     def simulation(self, protocol: str) -> Simulation:
         if protocol not in self._simulations:
@@ -185,4 +195,5 @@ class PrivateClassifier:
             offline["what"] = f"dealt randomness ({', '.join(what)}): seeds and corrections"
         logits, openings = out if record_openings else (out, None)
         opened = None if openings is None else [np.asarray(o) for o in openings]
-        return Result(np.asarray(logits), self.plaintext_logits(encoded), cost, compile_seconds, offline, setup=self.setup_cost(protocol), openings=opened)
+        private = check_finite("private logits", logits)
+        return Result(private, self.plaintext_logits(encoded), cost, compile_seconds, offline, setup=self.setup_cost(protocol), openings=opened)

@@ -3,15 +3,13 @@ what it opens, so tests check the values the compiled program really opens rathe
 
 Recording is a trace-time side effect: inside `recording()`, every value opened while a function is traced
 is appended to the yielded list (as the traced value); `ProgramBuilder.function(record_openings=True)`
-returns them as extra outputs, reinterpreted as int32 (the low 32 bits of each opened ring value).
+returns them as extra outputs, which are public, and `Simulation.run(..., rings=True)` returns each as the
+uint64 ring elements the parties hold (all 64 bits of the opened encoding, `dealing.public_ring`).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-
-import jax
-import jax.numpy as jnp
 
 _recorders: list[list] = []
 
@@ -35,8 +33,3 @@ def recording():
         yield recorder
     finally:
         _recorders.remove(recorder)
-
-
-def low_words(values: list) -> tuple:
-    """Each opened value as int32 words (its ring value's low 32 bits; a fixed-point value's encoding)."""
-    return tuple(v if v.dtype == jnp.int32 else jax.lax.bitcast_convert_type(v, jnp.int32) for v in values)

@@ -38,7 +38,7 @@ import spu.libspu as libspu
 from . import dealing, linear
 from .approx import ApproxSet, sine
 from .model import BertIntermediate, Dense, WordEmbed
-from .openings import low_words, recording
+from .openings import recording
 from .randomness import Dealer
 from .spu_runner import FIELDS, PROTOCOLS, SPU_COMPILER_OPTIONS, Program, Simulation, compile_named
 
@@ -77,13 +77,16 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
 SIMULATION_DEALER = "in-process (simulation)"
 
 
-def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER) -> dict:
+def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER, reproducible: bool = False) -> dict:
     """What a run may claim (semi-honest parties): {"private", "private_why", "dealer"} for `protocol`, with
-    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process")."""
+    randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process");
+    `reproducible`: the dealt masks follow from a public seed (`Dealer.from_seed`, benchmarks)."""
     if protocol == "semi2k":
         why = ("SPU 0.9.5's SEMI2K takes its Beaver triples from the trusted-first-party provider: party 0 generates "
                "them and can unmask every product's inputs (the wheel has a trusted-third-party client but no server)")
         private = False
+    elif dealt and reproducible:
+        private, why = False, "the dealt masks follow from a public seed (--dealer-seed, for reproducible benchmarks): anyone can recompute them"
     elif dealt and dealer == "data owner":
         private, why = False, "the data owner deals the GeLU masks: with any one computing party it recovers every layer's GeLU input"
     else:
@@ -264,13 +267,14 @@ class ProgramBuilder:
         inputs = self.inputs(params, data, masks, dealt)
         program = self.compile(jax.tree_util.tree_map(_shape, inputs), record_openings)[0]
         held = (masks.held if masks is not None else {}) | (held or {})
-        out, cost = simulation.run(program, inputs, dealt=shares, held=held or None, keep={"outputs": keep} if keep else None)
+        rings = {"rings": True} if record_openings else {}  # the openings as the ring elements the parties hold
+        out, cost = simulation.run(program, inputs, dealt=shares, held=held or None, keep={"outputs": keep} if keep else None, **rings)
         return out, cost, offline
 
     def function(self, record_openings: bool = False) -> Callable[[dict], Any]:
         """inputs -> output: the module applied to named inputs (plain JAX; what SPU compiles). Without dealt
         inputs a protocol GeLU computes its reference, and the products are the plain ones. With
-        `record_openings` (SPU only): (output, every value the program opens, as int32 words), for tests."""
+        `record_openings` (SPU only): (output, every value the program opens), for tests."""
 
         def run(inputs: dict):
             variables = {"params": inputs["params"]}
@@ -309,11 +313,11 @@ def _shape(a) -> jax.ShapeDtypeStruct:
 
 
 def _recording(fn: Callable) -> Callable:
-    """fn, also returning every value it opens (as int32 words): (output, openings)."""
+    """fn, also returning every value it opens (public outputs): (output, openings)."""
 
     def run_recording(inputs: dict):
         with recording() as opened:
             out = fn(inputs)
-        return out, low_words(opened)
+        return out, tuple(opened)
 
     return run_recording

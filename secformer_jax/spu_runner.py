@@ -322,8 +322,11 @@ class Simulation:
         per_element, header = cache[dtype]
         return per_element * n + header
 
-    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: dict | None = None) -> tuple[Any, Cost]:
+    def run(self, program: Program, *args, dealt=None, held: dict | None = None, keep: dict | None = None,
+            rings: bool = False) -> tuple[Any, Cost]:
         """Secret-share `args`, run `program` on every party, reconstruct the outputs; return (outputs, cost).
+        `rings`: every public output (an opened value) as the uint64 ring elements of its encoding, all 64
+        bits, checked equal at every party (for tests of what the parties see).
         Inputs that arrive as shares have shapes only in `args`: `dealt` (a `dealing.DealtInputs`: the
         dealer's seed-based shares) and `held` ({input name: [party][leaf shares]}: what the parties kept
         from an earlier program). `keep` = {"inputs": [input names], "outputs": name}: instead of the outputs,
@@ -388,5 +391,20 @@ class Simulation:
                 cost.beaver_bytes = beaver.dealer_bytes(captured["text"], program.mlir, self.field, self.world_size, cost.send_bytes)
         if keep:
             return kept | {keep["outputs"]: results}, cost
-        outputs = [self.io.reconstruct(list(s)) for s in zip(*results)]
+        outputs = [self._ring(s) if rings and _is_public(s[0]) else self.io.reconstruct(list(s)) for s in zip(*results)]
         return jax.tree_util.tree_unflatten(program.out_tree, outputs), cost
+
+    @staticmethod
+    def _ring(shares) -> np.ndarray:
+        from .dealing import public_ring
+
+        values = [public_ring(s) for s in shares]
+        if any(not np.array_equal(values[0], v) for v in values[1:]):
+            raise RuntimeError("the parties hold different values of one opened output")
+        return values[0]
+
+
+def _is_public(share: libspu.Share) -> bool:
+    meta = libspu.ValueMeta()
+    meta.ParseFromString(share.meta)
+    return meta.visibility == libspu.Visibility.VIS_PUBLIC

@@ -13,9 +13,9 @@ program (`inference.classifier_builder`). The data owner shares its padding mask
 Why: SPU compiles and holds one layer at a time instead of the whole model (compile time and memory
 bounded by one layer, progress per layer, every layer run rather than extrapolated from one). The bytes
 are the single program's within 0.1% under SEMI2K and ABY3, with a few more send actions (tested); under
-Cheetah each program pays its own OT/HE setup (about 16 MB per program on a tiny BERT). Each stage draws fresh dealt
-randomness from its own dealer (`new_dealer`); with fixed-mask products each stage has its own setup (its
-weights' B, E)."""
+Cheetah each program pays its own OT/HE setup. One dealer owns a run's randomness: each stage draws from its
+scope (`Dealer.scope(stage name)`), so no two stages can draw the same stream; with fixed-mask products each
+stage has its own setup (its weights' B, E), drawn from the setup's dealer the same way."""
 
 from __future__ import annotations
 
@@ -55,13 +55,13 @@ class StagedClassifier:
         stages.append(("head", self.head, {"pooler": bert["pooler"], "classifier": params["classifier"]}, {"hidden": hidden}))
         return stages
 
-    def setup(self, runner, params: dict, data: dict, new_dealer: Callable[[], Dealer]) -> tuple[list, dict | None]:
+    def setup(self, runner, params: dict, data: dict, dealer: Dealer) -> tuple[list, dict | None]:
         """Each stage's fixed-mask setup under `runner`'s protocol (`ProgramBuilder.setup` / `run_setup`, B
-        from a fresh dealer per stage): (masks per stage, None where nothing is masked; the setups' costs
-        summed, or None when no stage has one)."""
+        from the setup's `dealer`, scoped per stage): (masks per stage, None where nothing is masked; the
+        setups' costs summed, or None when no stage has one)."""
         masks, costs = [], []
-        for _, builder, stage_params, stage_data in self.stages(params, data):
-            m = builder.setup(runner.protocol, stage_data, new_dealer())
+        for name, builder, stage_params, stage_data in self.stages(params, data):
+            m = builder.setup(runner.protocol, stage_data, dealer.scope(name))
             masks.append(m)
             if m is not None:
                 costs.append(builder.run_setup(runner, stage_params, m))
@@ -70,10 +70,10 @@ class StagedClassifier:
         total = {key: sum(c[key] for c in costs) for key in ("send_bytes", "model_owner_bytes", "dealer_bytes")}
         return masks, total | {"online": Cost.total([c["online"] for c in costs])}
 
-    def run(self, runner, params: dict, data: dict, masks: list, new_dealer: Callable[[], Dealer],
+    def run(self, runner, params: dict, data: dict, masks: list, dealer: Dealer,
             progress: Callable[[str], None] | None = None, per_stage: list | None = None) -> tuple[np.ndarray, Cost, dict | None]:
-        """One private inference, stage after stage: (logits, the stages' costs summed, the dealer's offline
-        bytes summed or None). `progress(stage name)` after each stage; `per_stage` (a list) gets each
+        """One private inference, stage after stage, its randomness from `dealer` (a fresh one per inference,
+        scoped per stage): (logits, the stages' costs summed, the dealer's offline bytes summed or None). `progress(stage name)` after each stage; `per_stage` (a list) gets each
         stage's {"stage", "seconds", "send_bytes", "compute_seconds", "peak_rss_bytes"} (this process's peak
         resident memory during the stage, `spu_runner.rss_peak`, with a simulation: every party's; None with
         a cluster, whose parties are other processes)."""
@@ -84,7 +84,7 @@ class StagedClassifier:
         for k, ((name, builder, stage_params, stage_data), stage_masks) in enumerate(zip(stages, masks)):
             last = k == len(stages) - 1
             with rss_peak() as peak:  # the parties' memory only when they run in this process
-                out, cost, dealt = builder.run(runner, stage_params, stage_data, stage_masks, new_dealer(),
+                out, cost, dealt = builder.run(runner, stage_params, stage_data, stage_masks, dealer.scope(name),
                                                held={"hidden": kept["hidden"]} if kept else None, keep=None if last else "hidden")
             kept = None if last else out
             costs.append(cost)

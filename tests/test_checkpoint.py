@@ -161,6 +161,16 @@ def _edit_config(path, **changes):
     (path / "config.json").write_text(json.dumps(config | changes))
 
 
+def _poison(path, value=np.nan):
+    """One weight of the saved checkpoint set to `value` (NaN or infinite)."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(path / "model.safetensors")
+    name = sorted(k for k in tensors if "intermediate" in k and k.endswith("weight"))[0]
+    tensors[name].flat[3] = value
+    save_file(tensors, path / "model.safetensors")
+
+
 @pytest.mark.parametrize(
     "break_it, message",
     [
@@ -174,9 +184,11 @@ def _edit_config(path, **changes):
         (lambda p: _edit_config(p, hidden_size=32, num_attention_heads=4), "has shape"),
         (lambda p: _edit_config(p, num_hidden_layers=3), "weights missing"),
         (lambda p: [f.unlink() for f in p.glob("*") if "vocab" in f.name or "tokenizer" in f.name], "tokenizer"),
+        (_poison, r"tensor bert/encoder/layer/0/intermediate/dense/kernel holds 1 NaN or infinite values"),
+        (lambda p: _poison(p, -np.inf), "NaN or infinite"),
     ],
     ids=["no-dir", "no-config", "bad-json", "other-architecture", "unsupported-act", "no-weights",
-         "corrupt-weights", "wrong-shape", "missing-layer", "no-tokenizer"],
+         "corrupt-weights", "wrong-shape", "missing-layer", "no-tokenizer", "nan-weight", "inf-weight"],
 )
 def test_bad_checkpoint_dirs_fail_clearly(tiny_checkpoint, tmp_path, break_it, message):
     dst = tmp_path / "ckpt"
@@ -184,3 +196,12 @@ def test_bad_checkpoint_dirs_fail_clearly(tiny_checkpoint, tmp_path, break_it, m
     break_it(dst)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(dst)
+
+
+def test_non_finite_logits_are_refused_never_compared():
+    from secformer_jax.inference import check_finite
+
+    np.testing.assert_array_equal(check_finite("private logits", [[0.5, -1.0]]), [[0.5, -1.0]])
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="the private logits hold 1 NaN or infinite values of 2"):
+            check_finite("private logits", [[0.5, bad]])

@@ -62,6 +62,18 @@ def test_bad_input_gives_a_clear_error(tiny_checkpoint, argv, message, capsys):
     assert "secformer: error:" in err and message in err and "Traceback" not in err
 
 
+def test_nan_weights_are_refused_not_reported_as_agreement(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from test_checkpoint import _poison
+
+    shutil.copytree(tiny_checkpoint[0], tmp_path / "ckpt")
+    _poison(tmp_path / "ckpt")
+    assert main(BASE + ["--model", str(tmp_path / "ckpt"), "--max-length", "16"]) == 2
+    captured = capsys.readouterr()
+    assert "NaN or infinite" in captured.err and "agrees" not in captured.out + captured.err
+
+
 def test_other_architecture_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     assert main(BASE + ["--model", str(tmp_path)]) == 2

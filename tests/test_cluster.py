@@ -2,8 +2,12 @@
 failures (bad config, a party that never starts, a party that dies mid-run), no hangs."""
 
 import json
+import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -20,6 +24,7 @@ from secformer_jax.inference import PrivateClassifier, encode
 from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
 
 TEXT = "a gripping, beautifully made film"
+QUERY = json.dumps({"text": TEXT, "text_pair": None}).encode()
 
 
 def _free_ports(n):
@@ -66,6 +71,9 @@ def _valid():
         (lambda c: c["parties"][0].update(id=MODEL_OWNER), "parties[0].id"),
         (lambda c: c["parties"][1].update(id="p0"), "duplicate id"),
         (lambda c: c["data_owner"].update(address=c["model_owner"]["address"]), "is used twice"),
+        # one port on two names of this machine is one endpoint
+        (lambda c: c["dealer"].update(address="localhost:" + c["parties"][0]["mpc_address"].split(":")[1]),
+         "dealer.address localhost:61530 is used twice (also p0.mpc_address)"),
         (lambda c: c["runtime_options"].update(fxp_exp_mode="EXP_FAST"), "runtime_options.fxp_exp_mode: unknown value 'EXP_FAST'"),
         (lambda c: c["runtime_options"].update(no_such_option=1), "runtime_options.no_such_option"),
         (lambda c: c["runtime_options"].update(protocol="ABY3"), "runtime_options.protocol"),
@@ -76,7 +84,7 @@ def _valid():
 def test_malformed_config_names_the_field(edit, message):
     raw = _valid()
     edit(raw)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(raw, "cfg.json")
 
 
@@ -140,27 +148,84 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     # Cheetah (no dealer at all), not under SEMI2K (party 0 deals SPU's own triples)
     dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"
     assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol != "semi2k")
-    # who received what (each process's ledger of received messages): only the data owner receives output
-    # shares, the dealer receives only the model owner's stop (no data), the model owner only control messages
-    received = {}
-    for role in config.roles():
-        log = (tmp_path / "logs" / f"{role}.log").read_text()
-        line = [l for l in log.splitlines() if l.startswith(f"{role}: received ")][-1]
-        received[role] = json.loads(line.split(" received ", 1)[1])
-    assert [(sender, kind) for sender, kind, _ in received[DEALER]] == [(MODEL_OWNER, "stop")]
-    kinds = {role: {kind for _, kind, _ in msgs} for role, msgs in received.items()}
-    assert "outputs" in kinds[DATA_OWNER] and all("outputs" not in kinds[r] for r in config.roles() if r != DATA_OWNER)
-    assert kinds[MODEL_OWNER] <= {"request", "done", "bye", "kept"}
-    # the setup's E stays with the parties: they answer the model owner with their profiles only
-    assert all(size < 100_000 for _, kind, size in received[MODEL_OWNER] if kind == "kept")
-    for party in config.parties:
-        senders = {sender for sender, kind, _ in received[party.id] if kind in ("shares", "dealt")}
-        assert senders == {DATA_OWNER, MODEL_OWNER} | ({DEALER} if dealt else set())  # the dealer's shares go to every party
-        assert all(sender == DEALER for sender, kind, _ in received[party.id] if kind == "dealt")
+    # every byte each role received, at the link layer, against its senders' ledgers and the protocol
+    _audit(config, tmp_path / "logs", classifier, 16, dealt)
     values = [f"{v:.3f}" for v in out["logits"]]
     for role in [r for r in config.roles() if r != DATA_OWNER]:
         log = (tmp_path / "logs" / f"{role}.log").read_text()
         assert not any(v in log for v in values), role
+
+
+HEADER_ONLY = 100_000  # a control message (job facts, a party's profile) has no blobs and a header below this
+
+
+def _ledgers(config, logs):
+    """Each role's ledger as its node process logged it: {role: {"received": [...], "sent": [...]}}, entries
+    (peer, kind, bytes, blob bytes) as `cluster.wire.Link` entered them."""
+    out = {}
+    for role in config.roles():
+        lines = (logs / f"{role}.log").read_text().splitlines()
+        out[role] = {what: [tuple(m) for m in json.loads([l for l in lines if l.startswith(f"{role}: {what} ")][-1].split(f" {what} ", 1)[1])]
+                     for what in ("received", "sent")}
+    return out
+
+
+def _audit(config, logs, classifier, seq_len, dealt):
+    """What each role of one launch received, message by message and byte by byte: (1) every message is in
+    its sender's ledger and its receiver's, in the same order and of the same size; (2) each computing
+    party receives exactly its shares of the data owner's inputs and of the model owner's weights, the
+    dealer's seeds and corrections (`dealing.deal` on the program's dealt shapes), the model owner's jobs
+    (the compiled programs) and stop; (3) the owners and the dealer receive control messages only, the data
+    owner besides exactly one share of the logits per party."""
+    from secformer_jax import dealing
+    from secformer_jax.cluster.roles import DEALER_RANK, DO_RANK, MO_RANK, input_owners, share_messages
+    from secformer_jax.cluster.wire import frame
+
+    ledgers = _ledgers(config, logs)
+    roles = config.roles()
+    for a in roles:
+        for b in roles:
+            sent = [m[1:] for m in ledgers[a]["sent"] if m[0] == b]
+            assert sent == [m[1:] for m in ledgers[b]["received"] if m[0] == a], f"{a} -> {b}"
+
+    def exact(header, blobs=()):
+        return (header["kind"], len(frame(header, blobs)), sum(len(b) for b in blobs))
+
+    masks = classifier.masks(config.protocol)
+    programs = ([(classifier.builder_for(config.protocol).setup_program(masks), True)] if masks is not None else [])
+    programs.append((classifier.program(seq_len, config.protocol)[0], False))
+    expected = {r: {s: [] for s in roles} for r in roles}  # receiver -> sender -> [(kind, bytes or None, blob bytes)]
+    for i, party in enumerate(config.parties):
+        got = expected[party.id]
+        for program, setup in programs:
+            owners = input_owners(program, setup)
+            mine = lambda rank: [np.zeros(shape, dtype) for (shape, dtype), o in zip(program.in_shapes, owners) if o == rank]
+            got[MODEL_OWNER].append(("job", None, len(program.executable.SerializeToString())))
+            for rank, role in ((MO_RANK, MODEL_OWNER), (DO_RANK, DATA_OWNER)):
+                if mine(rank):
+                    got[role].append(exact(*share_messages(config, mine(rank))[i]))
+            if mine(DEALER_RANK):
+                got[DEALER].append(exact(*dealing.deal(mine(DEALER_RANK), config.protocol)[i].to_wire()))
+        got[MODEL_OWNER].append(exact({"kind": "stop"}))
+        logits = np.zeros((1, classifier.checkpoint.config.num_labels), np.float32)
+        expected[DATA_OWNER][party.id].append(("outputs", None, sum(len(b) for b in share_messages(config, [logits])[i][1])))
+        if masks is not None:
+            expected[MODEL_OWNER][party.id].append(("kept", None, 0))
+    expected[DATA_OWNER][MODEL_OWNER] = [("model", None, 0)] + ([("setup", None, 0)] if masks is not None else [])
+    expected[MODEL_OWNER][DATA_OWNER] = [exact({"kind": "request", "seq_len": seq_len}), exact({"kind": "done"})]
+    expected[MODEL_OWNER][DEALER] = [exact({"kind": "bye"})]
+    expected[DEALER][MODEL_OWNER] = [exact({"kind": "stop"})]
+    assert dealt == bool(expected[config.parties[0].id][DEALER])  # a dealer that deals reaches every party
+    for receiver in roles:
+        for sender in roles:
+            received = [m[1:] for m in ledgers[receiver]["received"] if m[0] == sender]
+            want = expected[receiver][sender]
+            assert [(k, b) for k, _, b in received] == [(k, b) for k, _, b in want], f"{receiver} from {sender}"
+            for (kind, size, blob), (_, want_size, _) in zip(received, want):
+                assert size == want_size if want_size is not None else size - blob < HEADER_ONLY, f"{receiver} from {sender}: {kind}"
+    # the parties receive the same programs (their job messages are one message to all)
+    jobs = {tuple(m for m in ledgers[p.id]["received"] if m[1] == "job") for p in config.parties}
+    assert len({tuple(m[1:] for m in j) for j in jobs}) == 1
 
 
 def test_benchmark_programs_run_through_a_cluster(tmp_path):
@@ -182,7 +247,7 @@ def test_party_that_never_starts_ends_everyone(tmp_path):
     with Supervisor(tmp_path / "logs") as sup:
         for role in ("p0", "p1", MODEL_OWNER):  # p2 never starts
             sup.start(role, node_command(path, role))
-        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--text", TEXT))
+        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--query", "-"), stdin=QUERY)
         for proc in sup.procs.values():
             proc.wait(timeout=90)
     assert time.monotonic() - start < 90
@@ -229,7 +294,7 @@ def test_a_dealer_started_with_other_arguments_is_named(tmp_path, tiny_checkpoin
             sup.start(role, node_command(path, role))
         sup.start(MODEL_OWNER, node_command(path, MODEL_OWNER, *model, "--max-length", "16"))
         sup.start(DEALER, node_command(path, DEALER, *model, "--max-length", "8"))
-        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--text", TEXT, "--max-length", "16", "--model", str(tiny_checkpoint[0])))
+        sup.start(DATA_OWNER, node_command(path, DATA_OWNER, "--query", "-", "--max-length", "16", "--model", str(tiny_checkpoint[0])), stdin=QUERY)
         with pytest.raises(LaunchError, match="was the dealer started with the model owner's"):
             sup.wait(list(sup.procs), 120)
 
@@ -251,6 +316,7 @@ def test_bench_model_through_a_cluster_deals_seed_based(tmp_path, linear_layers)
     assert clustered["beaver_bytes"] == simulated["beaver_bytes"] > 0
     assert clustered["setup"] == simulated["setup"]
     assert clustered["max_abs_error"] < 0.05 and len(clustered["compute_seconds"]) == 2
+    assert simulated["private"] is clustered["private"] is False  # SEMI2K, and --dealer-seed masks
 
 
 def test_a_fixed_mask_run_with_nothing_to_mask_has_no_setup(tmp_path):
@@ -280,3 +346,89 @@ def test_layer_programs_through_a_cluster_keep_shares_in_each_party_process(tmp_
     assert clustered["setup"] == simulated["setup"] and clustered["offline"] == simulated["offline"]
     assert clustered["max_abs_error"] < 0.05 and abs(clustered["max_abs_error"] - simulated["max_abs_error"]) < 1e-3
     assert all(s["peak_rss_bytes"] is None for s in clustered["stages"])
+
+
+def _processes_naming(needle: str) -> list[str]:
+    """Command lines of this machine's processes that contain `needle`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline and int(pid) != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_signalled_launch_leaves_no_process_behind(tmp_path, tiny_checkpoint, signum):
+    """`secformer launch` stopped mid-run: SIGTERM and SIGINT end every child and exit 128 + signal with one
+    line; SIGKILL (no cleanup possible) takes the children with it (their parent-death signal). The text
+    reaches the data owner on stdin: no process's command line holds it."""
+    path = local_config(tmp_path, "3pc_aby3", recv_timeout_s=300)
+    query = tmp_path / "query.json"
+    query.write_text(QUERY.decode())
+    logs = tmp_path / "logs"
+    cmd = [sys.executable, "-m", "secformer_jax.cli", "launch", "--config", str(path), "--query", str(query), "--model", str(tiny_checkpoint[0]),
+           "--max-length", "16", "--log-dir", str(logs)]
+    launch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while "connected" not in ((logs / "p2.log").read_text() if (logs / "p2.log").exists() else ""):
+        assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()
+        time.sleep(0.1)
+    assert len(_processes_naming(str(path))) == 1 + 6  # the launch and its six nodes
+    assert not _processes_naming(TEXT)
+    launch.send_signal(signum)
+    _, err = launch.communicate(timeout=60)
+    assert launch.returncode == (-signum if signum == signal.SIGKILL else 128 + signum)
+    if signum != signal.SIGKILL:
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1] == f"secformer: stopped by {signal.Signals(signum).name}: every process of the run was ended"
+    deadline = time.monotonic() + 10  # the parent-death signal is delivered at once; a node's exit takes a moment
+    while _processes_naming(str(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_naming(str(path))
+
+
+def test_a_busy_or_foreign_address_is_named_before_anything_starts(tmp_path, capsys):
+    path = local_config(tmp_path, "3pc_aby3")
+    config = load_config(path)
+    busy = socket.socket()
+    busy.bind(tuple(config.model_owner.split(":")[0:1]) + (int(config.model_owner.split(":")[1]),))
+    busy.listen()
+    try:
+        start = time.monotonic()
+        assert main(["launch", "--config", str(path), "--text", "x", "--log-dir", str(tmp_path / "logs")]) == 2
+        assert time.monotonic() - start < 5
+        assert f"model_owner's I/O address {config.model_owner} is in use by another process" in capsys.readouterr().err
+        assert not (tmp_path / "logs").exists()
+    finally:
+        busy.close()
+    raw = json.loads(path.read_text())
+    raw["parties"][1]["mpc_address"] = "192.0.2.1:61530"  # TEST-NET-1: never this machine's
+    path.write_text(json.dumps(raw))
+    assert main(["launch", "--config", str(path), "--text", "x"]) == 2
+    assert "p1's MPC address 192.0.2.1:61530 is not an address of this machine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('["a text"]', "expected"),
+        ('{"text": 3}', "expected"),
+        ('{"text": "x", "label": 1}', "expected"),
+        ('{"text": "x", "text_pair": 2}', "expected"),
+    ],
+)
+def test_a_malformed_query_is_refused(tmp_path, query, message):
+    from secformer_jax.cluster.commands import read_query
+
+    (tmp_path / "q.json").write_text(query)
+    with pytest.raises(ValueError, match=message):
+        read_query(str(tmp_path / "q.json"))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_query(str(tmp_path / "none.json"))
+    (tmp_path / "q.json").write_text('{"text": "x", "text_pair": "y"}')
+    assert read_query(str(tmp_path / "q.json")) == ("x", "y")

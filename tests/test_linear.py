@@ -14,7 +14,7 @@ from secformer_jax.inference import classifier_builder
 from secformer_jax.model import Dense
 from secformer_jax.program import ProgramBuilder
 from secformer_jax.randomness import Dealer
-from secformer_jax.spu_runner import Simulation, compile_named
+from secformer_jax.spu_runner import Simulation
 
 from conftest import tiny_config, tiny_params
 
@@ -130,20 +130,3 @@ def test_bench_refuses_what_fixed_masks_cannot_do(kwargs, message):
     protocols = kwargs.pop("protocols")
     with pytest.raises(ValueError, match=message):
         model_records("bert-tiny", ["puma"], protocols, 8, 1, 1, [LAN], **kwargs)
-
-
-def test_the_opened_input_is_spread_over_the_ring_whatever_x_is():
-    """What the parties see of x: D = x 2^f - A with A uniform on the ring (read back as fixed point, whose
-    range is +-2^45): spread over the ring, the same for a constant x and for a varying one."""
-    from scipy import stats
-
-    x = np.concatenate([np.full(3000, -6.0), np.full(3000, 0.5), np.linspace(-8, 8, 3000)]).astype(np.float32)[None]
-    a = Dealer().stream("A").uint64(x.shape)
-    fn = lambda inputs: jax.lax.bitcast_convert_type(linear.open_input(inputs["x"], inputs["a"]), np.float32)
-    inputs = {"x": x, "a": jax.ShapeDtypeStruct(x.shape, np.int32)}
-    sim = Simulation("semi2k")
-    opened, _ = sim.run(compile_named(fn, inputs), inputs, dealt=dealing.deal_inputs({"a": a}, "semi2k"))
-    opened = opened[0]
-    assert np.median(np.abs(opened)) > 2.0**40
-    for other in (opened[3000:6000], opened[6000:]):
-        assert stats.ks_2samp(opened[:3000], other).pvalue > 1e-3

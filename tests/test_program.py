@@ -83,3 +83,6 @@ def test_privacy_claims():
     assert not privacy("aby3", True, "data owner")["private"]
     assert privacy("cheetah", False)["private"]
     assert "plaintext weights" not in privacy("aby3", True)["private_why"]
+    # masks from a public seed (bench --dealer-seed) protect nothing
+    assert not privacy("aby3", True, reproducible=True)["private"] and "public seed" in privacy("aby3", True, reproducible=True)["private_why"]
+    assert privacy("aby3", False, reproducible=True)["private"]  # nothing dealt: the seed is not used

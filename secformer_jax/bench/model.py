@@ -212,9 +212,9 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
                 staged = StagedClassifier(full, approx, field, linear_layers, WEIGHT_BLOCKS.get(protocol, 0))
-                masks, setup_cost = staged.setup(sim, params, data, new_dealer)
+                masks, setup_cost = staged.setup(sim, params, data, new_dealer())
                 stage_costs = []
-                out, total, dealt = staged.run(sim, params, data, masks, new_dealer, progress=lambda _: progress(1) if progress else None,
+                out, total, dealt = staged.run(sim, params, data, masks, new_dealer(), progress=lambda _: progress(1) if progress else None,
                                                per_stage=stage_costs)
                 offline_bytes = dealt["send_bytes"] if dealt else 0
                 setup_bytes = setup_cost["send_bytes"] if setup_cost else 0
@@ -259,7 +259,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             records.append(
                 base | {
                     "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
-                    **privacy(protocol, bool(dealt_what)),
+                    **privacy(protocol, bool(dealt_what), reproducible=dealer_seed is not None),
                     "extrapolated": measured < total_layers, **cost_fields(total, networks, offline_bytes),
                     **({"stages": stage_costs} if layer_programs else {"by_category": by_category}),
                     "max_abs_error": error, "plaintext_seconds": plain_s,

@@ -1,7 +1,7 @@
 """Multi-process SPU: cluster configs, the party/owner processes over brpc links, and a local launcher."""
 
 from .config import ClusterConfig, ConfigError, load_config, parse_config
-from .launch import LaunchError, LocalCluster, launch_inference
+from .launch import Interrupted, LaunchError, LocalCluster, launch_inference
 from .wire import PeerError
 
-__all__ = ["ClusterConfig", "ConfigError", "LaunchError", "LocalCluster", "PeerError", "launch_inference", "load_config", "parse_config"]
+__all__ = ["ClusterConfig", "ConfigError", "Interrupted", "LaunchError", "LocalCluster", "PeerError", "launch_inference", "load_config", "parse_config"]

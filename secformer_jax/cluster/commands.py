@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from ..linear import LINEAR_HELP, LINEAR_LAYERS
@@ -13,8 +15,8 @@ def add_cluster_commands(sub) -> None:
     node = sub.add_parser("node", help="run one process of a multi-process inference (a computing party or an owner)")
     node.add_argument("--config", type=Path, required=True, help="cluster config JSON (see spu_configs/)")
     node.add_argument("--party", required=True, help="a computing party's id from the config, model_owner, data_owner or dealer")
-    node.add_argument("--text", help="data owner: the text to classify")
-    node.add_argument("--text-pair", help="data owner: second segment for sentence-pair tasks")
+    node.add_argument("--query", help='data owner: a JSON file {"text": ..., "text_pair": ... or null}, or - for stdin '
+                      "(the text never goes on a command line, which every local user can read)")
     node.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
     node.add_argument("--model", type=Path, help="model owner: checkpoint; data owner: its tokenizer; dealer: its config.json (default: embedded MiniLM)")
     node.add_argument("--json", type=Path, help="data owner: write the result as JSON here")
@@ -23,8 +25,10 @@ def add_cluster_commands(sub) -> None:
 
     launch = sub.add_parser("launch", help="start every party and both owners of a config on this machine; print the data owner's result")
     launch.add_argument("--config", type=Path, required=True, help="cluster config JSON (see spu_configs/)")
-    launch.add_argument("--text", required=True, help="the data owner's text")
-    launch.add_argument("--text-pair", help="second segment for sentence-pair tasks")
+    text = launch.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="the data owner's text (visible to local users in this command line: see --query)")
+    text.add_argument("--query", help='a JSON file {"text": ..., "text_pair": ... or null}, or - for stdin')
+    launch.add_argument("--text-pair", help="second segment for sentence-pair tasks (with --text)")
     launch.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
     launch.add_argument("--model", type=Path, help="Hugging Face BERT checkpoint directory (default: embedded MiniLM)")
     launch.add_argument("--timeout", type=float, default=900.0, help="seconds before every process is stopped (default 900)")
@@ -32,3 +36,22 @@ def add_cluster_commands(sub) -> None:
     launch.add_argument("--json", type=Path, help="write the data owner's result as JSON here")
     add_approx_options(launch, help="approximation preset (model owner and dealer)")
     launch.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
+
+
+def read_query(source: str) -> tuple[str, str | None]:
+    """(text, text_pair) from a query file or "-" (stdin): a JSON object {"text": str, "text_pair": str or null}."""
+    where = "the query on stdin" if source == "-" else f"query file {source}"
+    if source == "-":
+        raw = sys.stdin.read()
+    elif not Path(source).is_file():
+        raise FileNotFoundError(f"{where} not found")
+    else:
+        raw = Path(source).read_text()
+    try:
+        query = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not valid JSON: {e}") from e
+    if not isinstance(query, dict) or not isinstance(query.get("text"), str) or set(query) - {"text", "text_pair"} \
+            or not isinstance(query.get("text_pair"), (str, type(None))):
+        raise ValueError(f'{where}: expected {{"text": a string, "text_pair": a string or null}}, got {raw[:80]!r}')
+    return query["text"], query.get("text_pair")

@@ -65,6 +65,13 @@ class ClusterConfig:
     def io_addresses(self) -> list[str]:
         return [self.data_owner, self.model_owner, self.dealer] + [p.io_address for p in self.parties]
 
+    def endpoints(self) -> list[tuple[str, str]]:
+        """Every address a process of this config listens on, as (what, address): "p0's MPC address", ..."""
+        out = [(f"{role}'s I/O address", a) for role, a in zip(OWNERS, self.io_addresses)]
+        for p in self.parties:
+            out += [(f"{p.id}'s I/O address", p.io_address), (f"{p.id}'s MPC address", p.mpc_address)]
+        return out
+
     def roles(self) -> list[str]:
         """Every process's name, in I/O rank order."""
         return list(OWNERS) + [p.id for p in self.parties]
@@ -103,6 +110,16 @@ def _address(value: Any, where: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{where}: expected 'host:port' with a port in 1..65535, got {value!r}")
     return value
+
+
+# Names of this machine's loopback and wildcard addresses: one port on any two of them is one endpoint.
+_LOCAL_NAMES = {"localhost", "0.0.0.0"}
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    (host_a, port_a), (host_b, port_b) = a.rsplit(":", 1), b.rsplit(":", 1)
+    local = lambda h: h in _LOCAL_NAMES or h.startswith("127.")
+    return port_a == port_b and (host_a == host_b or (local(host_a) and local(host_b)))
 
 
 def _object(value: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:
@@ -163,10 +180,12 @@ def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
     ids = [p.id for p in parties]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{source}: parties: duplicate id in {ids}")
-    addresses = [a for p in parties for a in (p.mpc_address, p.io_address)] + list(owners.values())
-    dup = next((a for a in addresses if addresses.count(a) > 1), None)
-    if dup:
-        raise ConfigError(f"{source}: address {dup} is used twice (every link endpoint needs its own port)")
+    named = [(f"{p.id}.{kind}", a) for p in parties for kind, a in (("mpc_address", p.mpc_address), ("io_address", p.io_address))]
+    named += [(f"{role}.address", a) for role, a in owners.items()]
+    for i, (where, address) in enumerate(named):
+        other = next((w for w, a in named[:i] if _same_endpoint(a, address)), None)
+        if other:
+            raise ConfigError(f"{source}: {where} {address} is used twice (also {other}): every link endpoint needs its own port")
     options = _runtime_options(top.get("runtime_options", {k: v.name for k, v in SPU_RUNTIME_OPTIONS.items()}), f"{source}: runtime_options")
     link = _object(top.get("link", DEFAULT_LINK), f"{source}: link", set(), set(DEFAULT_LINK))
     timeouts = DEFAULT_LINK | link

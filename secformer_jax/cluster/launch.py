@@ -1,14 +1,21 @@
 """`secformer launch`: every process of a cluster config started on this machine, supervised.
 
-Each process is `secformer node --config FILE --party NAME` with its output in `LOG_DIR/NAME.log`. The
-supervisor polls them: the first to exit with an error (or be killed) ends the run, the others are
-terminated, and the error names that process and quotes the end of its log; a run past `timeout`
-seconds is ended the same way. So a party that never starts or dies mid-run cannot hang anyone.
-`LocalCluster` does the same for the benchmark harness, with this process as both owners and the dealer.
+Each process is `secformer node --config FILE --party NAME` with its output in `LOG_DIR/NAME.log`; the data
+owner's text reaches it on its stdin (never on a command line, which every local user can read). Before
+anything starts, every address of the config is checked: a busy port or an address that is not this
+machine's is named with the role that owns it. The supervisor polls the processes: the first to exit with
+an error (or be killed) ends the run, the others are terminated, and the error names that process and
+quotes the end of its log; a run past `timeout` seconds is ended the same way. SIGTERM or SIGINT to the
+supervisor ends every child and raises `Interrupted`; a supervisor that dies without cleaning up takes its
+children with it (Linux's parent-death signal). So no process of a run outlives it or waits on a peer
+that is gone. `LocalCluster` does the same for the benchmark harness, with this process as both owners and
+the dealer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import re
@@ -16,12 +23,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, load_config
 from ..linear import check_settings as check_linear
 from .roles import Driver
+from .wire import PeerError, check_listenable
 
 POLL_S = 0.1
 TERMINATE_GRACE_S = 5.0
@@ -29,6 +38,59 @@ TERMINATE_GRACE_S = 5.0
 
 class LaunchError(RuntimeError):
     """A process of the cluster failed or the run timed out."""
+
+
+class Interrupted(LaunchError):
+    """The supervisor was sent SIGTERM or SIGINT; every child has been ended. `signum`: which."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}: every process of the run was ended")
+
+
+@contextlib.contextmanager
+def _signals_end_run():
+    """SIGTERM and SIGINT raise `Interrupted` in the main thread (so `with Supervisor` ends the children);
+    further ones are ignored while the children are being ended. Elsewhere than the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+SUPERVISOR_ENV = "SECFORMER_SUPERVISOR_PID"
+
+
+def die_with_supervisor() -> None:
+    """In a process a `Supervisor` started (`secformer node` calls this first): SIGTERM when the supervisor
+    dies (Linux prctl PR_SET_PDEATHSIG); if it is already gone, exit now."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(supervisor):  # it died before the line above
+        sys.exit(f"the supervisor (pid {supervisor}) is gone")
+
+
+def check_addresses(config) -> None:
+    """Every endpoint of `config` must be this machine's and free (`wire.check_listenable`), checked before
+    any process starts: the error names the role that owns the address."""
+    for what, address in config.endpoints():
+        try:
+            check_listenable(what, address)
+        except PeerError as e:
+            raise LaunchError(f"{config.source}: {e}") from e
 
 
 def node_command(config_path, party: str, *extra: str) -> list[str]:
@@ -55,11 +117,18 @@ class Supervisor:
         self.procs: dict[str, subprocess.Popen] = {}
         self._failed: dict[str, float] = {}  # name -> when its failure was first seen
 
-    def start(self, name: str, cmd: list[str]) -> None:
+    def start(self, name: str, cmd: list[str], stdin: bytes | None = None) -> None:
+        """Start `cmd` as `name` (stdout and stderr to its log), `stdin` written to its standard input. A
+        `secformer node` child gets SIGTERM if the thread that started it ends (`die_with_supervisor`), so
+        start children from the main thread."""
         log = open(self.log_dir / f"{name}.log", "w")
-        env = os.environ | {"PYTHONUNBUFFERED": "1"}
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        env = os.environ | {"PYTHONUNBUFFERED": "1", SUPERVISOR_ENV: str(os.getpid())}
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, env=env)
+        self.procs[name] = proc
         log.close()
+        if stdin is not None:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
 
     def failure(self) -> str | None:
         """A description of the first process seen to fail (others often fail after it, because of it)."""
@@ -115,22 +184,23 @@ def launch_inference(
     data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" added. `approx_args`: the model owner's
     approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
     and dealer); `on_start(supervisor)` is called once all started."""
-    config = load_config(config_path)  # refuse a bad config or --linear before starting anything
+    config = load_config(config_path)  # refuse a bad config, --linear or address before starting anything
     if linear_layers != "spu":
         check_linear(config.protocol, config.field)
+    check_addresses(config)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
     result_path = log_dir / "data_owner.json"
     model_args = ["--model", str(model)] if model else []
-    with Supervisor(log_dir) as sup:
+    with _signals_end_run(), Supervisor(log_dir) as sup:
         for party in config.parties:
             sup.start(party.id, node_command(config_path, party.id))
         owner_args = [*model_args, *approx_args, "--max-length", str(max_length), "--linear", linear_layers]
         sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *owner_args))
         sup.start(DEALER, node_command(config_path, DEALER, *owner_args))
-        pair = ["--text-pair", text_pair] if text_pair else []
+        query = json.dumps({"text": text, "text_pair": text_pair}).encode()
         sup.start(DATA_OWNER, node_command(
-            config_path, DATA_OWNER, "--text", text, *pair, "--max-length", str(max_length), *model_args, "--json", str(result_path)
-        ))
+            config_path, DATA_OWNER, "--query", "-", "--max-length", str(max_length), *model_args, "--json", str(result_path)
+        ), stdin=query)
         if on_start:
             on_start(sup)
         sup.wait(list(sup.procs), timeout)

@@ -4,7 +4,7 @@
 - the model owner (`--party model_owner --model DIR --approx NAME`) loads the checkpoint (fitting the
   SST-2 head for an encoder-only one, as `secformer infer` does), compiles the program for the padded
   length the data owner asks for, and shares its weights;
-- the data owner (`--party data_owner --text ...`) tokenises with the model's public tokenizer, shares
+- the data owner (`--party data_owner --query -`, the text as JSON on stdin) tokenises with the model's public tokenizer, shares
   its inputs and is the only one to receive (and print) the logits;
 - the dealer (`--party dealer --model DIR --approx NAME --max-length N --linear L`) reads only the model's
   public architecture (config.json), deals what the programs need for that padded length (fresh,
@@ -78,7 +78,7 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
     """The data owner's side of one inference: its result as a dict (logits, prediction, cost, each party
     process's CPU seconds in the run, the dealer's bytes as the parties received them, the fixed-mask
     setup's bytes)."""
-    from ..inference import encode, one_hot_inputs
+    from ..inference import check_finite, encode, one_hot_inputs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or default_model_dir()))
     encoded = encode(tokenizer, text, text_pair, max_length)  # refuse bad text before anyone connects
@@ -89,7 +89,7 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         return [np.asarray(a) for a in jax.tree_util.tree_leaves(data)]
 
     logits, cost, facts, dealt = run_data_owner(config, max_length, make_inputs, log)
-    logits = np.asarray(logits)[0]
+    logits = check_finite("private logits", logits)[0]
     labels = facts["id2label"]
     top = str(int(logits.argmax()))
     fixed_mask = facts["linear"] == "fixed-mask"
@@ -139,7 +139,7 @@ def run_node(config: ClusterConfig, party: str, *, text=None, text_pair=None, ma
     """Run `party`'s role; the data owner returns its result, the others None."""
     if party == DATA_OWNER:
         if text is None:
-            raise ValueError("the data owner needs --text")
+            raise ValueError("the data owner needs --query (a JSON file or - for stdin with its text)")
         return classify_text(config, text, text_pair, max_length, model, log)
     if party == MODEL_OWNER:
         serve_model(config, model, approx, linear_layers, log)

@@ -68,7 +68,7 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
         log(f"{party_id}: connected ({config.protocol}, {len(config.parties)} parties)")
         jobs = 0
         while True:
-            header, blobs = wire.recv(io, MO_RANK, MODEL_OWNER)
+            header, blobs = io.recv(MO_RANK)
             if header["kind"] == "stop":
                 log(f"{party_id}: stop after {jobs} job(s)")
                 return jobs
@@ -97,12 +97,12 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
                 beaver_bytes = beaver.dealer_bytes(captured["text"], executable.code.decode("utf-8"), config.field, 1, own.send_bytes)
             entries, out_blobs = wire.pack_shares(outputs)
             kind = "kept" if keep.get("outputs") else "outputs"  # "kept": no output shares, the profile only
-            wire.send(io, header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "cpu_seconds": cpu,
+            io.send(header["receiver"], {"kind": kind, "outputs": entries, "seconds": seconds, "cpu_seconds": cpu,
                                                "profile": profile, "dealt_bytes": dealt_bytes, "beaver_bytes": beaver_bytes}, out_blobs)
             jobs += 1
             log(f"{party_id}: job {jobs} ({executable.name}) ran in {seconds:.2f} s")
     except BaseException as e:
-        wire.abort(io, owners, f"{party_id}: {e}")
+        io.abort(owners, f"{party_id}: {e}")
         raise
 
 
@@ -123,7 +123,7 @@ def _receive_inputs(io, config: ClusterConfig, index: int, job: dict, count: int
         for i, share in zip(slots, kept[name]):
             shares[i] = share
     for owner in sorted({o for o in input_owners if not isinstance(o, str)}):
-        header, blobs = wire.recv(io, owner, roles[owner])
+        header, blobs = io.recv(owner)
         slots = [i for i, o in enumerate(input_owners) if o == owner]
         if header["kind"] == "dealt" and owner == DEALER_RANK:
             bundle = dealing.Bundle.from_wire(header, blobs)
@@ -153,7 +153,7 @@ def send_job(io, config: ClusterConfig, program: Program, input_owners: list, re
     code = program.executable.SerializeToString()
     shapes = [list(shape) for shape, _ in program.in_shapes]
     for rank in _party_ranks(config):
-        wire.send(io, rank, {"kind": "job", "input_owners": input_owners, "receiver": receiver, "keep": keep or {}, "shapes": shapes}, [code])
+        io.send(rank, {"kind": "job", "input_owners": input_owners, "receiver": receiver, "keep": keep or {}, "shapes": shapes}, [code])
 
 
 def input_owners(program: Program, setup: bool = False) -> list:
@@ -169,18 +169,27 @@ def send_dealt(io, config: ClusterConfig, values: list[np.ndarray]) -> int:
     """The dealer: seed-based shares of `values` (`dealing.deal`) to each party; returns the bytes sent."""
     bundles = dealing.deal(values, config.protocol)
     for bundle, rank in zip(bundles, _party_ranks(config)):
-        wire.send(io, rank, *bundle.to_wire())
+        io.send(rank, *bundle.to_wire())
     return sum(b.send_bytes for b in bundles)
+
+
+def share_messages(config: ClusterConfig, values: list[np.ndarray]) -> list[tuple[dict, list[bytes]]]:
+    """An owner's message to each party (in party order) with that party's SPU shares of `values`: (header,
+    blobs). Its size depends on the values' shapes and dtypes only (the launch audit recomputes it)."""
+    spu_io = spu_api.Io(len(config.parties), config.runtime_config())
+    per_value = [spu_io.make_shares(v, libspu.Visibility.VIS_SECRET) for v in values]
+    messages = []
+    for p in range(len(config.parties)):
+        entries, blobs = wire.pack_shares([shares[p] for shares in per_value])
+        messages.append(({"kind": "shares", "inputs": entries}, blobs))
+    return messages
 
 
 def send_inputs(io, config: ClusterConfig, values: list[np.ndarray]) -> int:
     """An owner: secret-share `values` and send each party its shares; returns the bytes of shares sent."""
-    spu_io = spu_api.Io(len(config.parties), config.runtime_config())
-    per_value = [spu_io.make_shares(v, libspu.Visibility.VIS_SECRET) for v in values]
     sent = 0
-    for p, rank in enumerate(_party_ranks(config)):
-        entries, blobs = wire.pack_shares([shares[p] for shares in per_value])
-        wire.send(io, rank, {"kind": "shares", "inputs": entries}, blobs)
+    for (header, blobs), rank in zip(share_messages(config, values), _party_ranks(config)):
+        io.send(rank, header, blobs)
         sent += sum(len(b) for b in blobs)
     return sent
 
@@ -192,7 +201,7 @@ def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, 
     spu_io = spu_api.Io(len(config.parties), config.runtime_config())
     per_party, profiles, seconds, cpu, dealt, beaver_bytes = [], [], [], [], 0, set()
     for party, rank in zip(config.parties, _party_ranks(config)):
-        header, blobs = wire.recv(io, rank, party.id)
+        header, blobs = io.recv(rank)
         per_party.append(wire.unpack_shares(header["outputs"], blobs))
         profiles.append(header["profile"])
         seconds.append(header["seconds"])
@@ -210,7 +219,7 @@ def collect_outputs(io, config: ClusterConfig) -> tuple[list[np.ndarray], Cost, 
 
 def stop_parties(io, config: ClusterConfig) -> None:
     for rank in _party_ranks(config):
-        wire.send(io, rank, {"kind": "stop"})
+        io.send(rank, {"kind": "stop"})
 
 
 def run_model_owner(config: ClusterConfig, serve: Callable[[int], dict], log: Callable[[str], None] = _log) -> None:
@@ -221,26 +230,26 @@ def run_model_owner(config: ClusterConfig, serve: Callable[[int], dict], log: Ca
     log(f"{MODEL_OWNER}: joining the I/O link at {config.model_owner}")
     io = wire.connect_io(config, MODEL_OWNER)
     try:
-        request, _ = wire.recv(io, DO_RANK, DATA_OWNER)
+        request, _ = io.recv(DO_RANK)
         seq_len = int(request["seq_len"])
         log(f"{MODEL_OWNER}: request for {seq_len} tokens; compiling")
         served = serve(seq_len)
         program, weights = served["program"], served["weights"]
-        wire.send(io, DO_RANK, {"kind": "model", **served["facts"]})
+        io.send(DO_RANK, {"kind": "model", **served["facts"]})
         if served["setup"] is not None:
-            wire.send(io, DO_RANK, {"kind": "setup", **_run_setup(io, config, *served["setup"], log)})
+            io.send(DO_RANK, {"kind": "setup", **_run_setup(io, config, *served["setup"], log)})
         owners = input_owners(program)
         if owners.count(MO_RANK) != len(weights):
             raise ValueError(f"the program takes {owners.count(MO_RANK)} weight arrays, the model owner has {len(weights)}")
         send_job(io, config, program, owners, receiver=DO_RANK)
         send_inputs(io, config, weights)
         log(f"{MODEL_OWNER}: weights shared ({sum(w.size for w in weights):,} values); waiting for the data owner")
-        wire.recv(io, DO_RANK, DATA_OWNER)
+        io.recv(DO_RANK)
         stop_parties(io, config)
-        wire.send(io, DEALER_RANK, {"kind": "stop"})
-        wire.recv(io, DEALER_RANK, DEALER)  # its bye
+        io.send(DEALER_RANK, {"kind": "stop"})
+        io.recv(DEALER_RANK)  # its bye
     except BaseException as e:
-        wire.abort(io, [DO_RANK, DEALER_RANK] + _party_ranks(config), f"{MODEL_OWNER}: {e}")
+        io.abort([DO_RANK, DEALER_RANK] + _party_ranks(config), f"{MODEL_OWNER}: {e}")
         raise
 
 
@@ -271,13 +280,13 @@ def run_dealer(config: ClusterConfig, deal: Callable[[], list[list[np.ndarray]]]
         sent = sum(send_dealt(io, config, values) for values in jobs)
         count = sum(v.size for values in jobs for v in values)
         log(f"{DEALER}: dealt {count:,} values to {len(config.parties)} parties ({sent:,} bytes of seeds and corrections)" if jobs else f"{DEALER}: nothing to deal for this program")
-        header, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+        header, _ = io.recv(MO_RANK)
         if header["kind"] != "stop":
             raise wire.PeerError(f"expected stop from {MODEL_OWNER}, got {header['kind']!r}")
-        wire.send(io, MO_RANK, {"kind": "bye"})  # the model owner leaves after this: no send of ours outlives a peer
+        io.send(MO_RANK, {"kind": "bye"})  # the model owner leaves after this: no send of ours outlives a peer
         return sent
     except BaseException as e:
-        wire.abort(io, _party_ranks(config), f"{DEALER}: {e}")
+        io.abort(_party_ranks(config), f"{DEALER}: {e}")
         raise
 
 
@@ -290,19 +299,19 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
     log(f"{DATA_OWNER}: joining the I/O link at {config.data_owner}")
     io = wire.connect_io(config, DATA_OWNER)
     try:
-        wire.send(io, MO_RANK, {"kind": "request", "seq_len": seq_len})
-        facts, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+        io.send(MO_RANK, {"kind": "request", "seq_len": seq_len})
+        facts, _ = io.recv(MO_RANK)
         setup = None
         if facts.get("linear") == "fixed-mask":
-            setup, _ = wire.recv(io, MO_RANK, MODEL_OWNER)
+            setup, _ = io.recv(MO_RANK)
             setup.pop("kind")
         send_inputs(io, config, make_inputs(facts))
         log(f"{DATA_OWNER}: inputs shared; waiting for the parties' output shares")
         outputs, cost, reports = collect_outputs(io, config)
-        wire.send(io, MO_RANK, {"kind": "done"})
+        io.send(MO_RANK, {"kind": "done"})
         return outputs[0], cost, facts, reports | {"setup": setup}
     except BaseException as e:
-        wire.abort(io, [MO_RANK] + _party_ranks(config), f"{DATA_OWNER}: {e}")
+        io.abort([MO_RANK] + _party_ranks(config), f"{DATA_OWNER}: {e}")
         raise
 
 
@@ -364,7 +373,7 @@ class Driver:
             send_inputs(self._io, self.config, [v for v, o in zip(flat, owners) if o == MO_RANK])
         if DEALER_RANK in owners:
             for bundle, rank in zip(dealt.bundles, _party_ranks(self.config)):
-                wire.send(self._dealer_io, rank, *bundle.to_wire())
+                self._dealer_io.send(rank, *bundle.to_wire())
         outputs, cost, _ = collect_outputs(self._io, self.config)
         return (kept, cost) if keep else (jax.tree_util.tree_unflatten(program.out_tree, outputs), cost)
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint, read_metadata
-from ..inference import Encoded, PrivateClassifier, classifier_builder
+from ..inference import Encoded, PrivateClassifier, check_finite, classifier_builder
 from ..program import privacy
 from .batches import Tokenized, bucket, eval_batches, tokenize
 from .gelu_range import check_gelu_range, gelu_inputs
@@ -31,7 +31,7 @@ def plaintext_logits(checkpoint, approx, data: Tokenized, batch_size: int = 64) 
     fn = jax.jit(classifier_builder(checkpoint.config, approx).function())
     out = np.zeros((len(data), checkpoint.config.num_labels), np.float32)
     for batch in tqdm(list(eval_batches(data, batch_size)), desc="plaintext dev", unit="batch", leave=False):
-        logits = np.asarray(fn({"params": checkpoint.params, "words": batch.input_ids, "mask": batch.attention_mask, "types": batch.token_type_ids}))
+        logits = check_finite("plaintext logits", fn({"params": checkpoint.params, "words": batch.input_ids, "mask": batch.attention_mask, "types": batch.token_type_ids}))
         real = batch.index >= 0
         out[batch.index[real]] = logits[real]
     return out
