@@ -1,5 +1,5 @@
 """Mutation check for issue 28: apply each single-edit privacy break to a copy of the project and run the
-tests that must catch it; writes results/security-mutations.json. Usage: .venv/bin/python scripts/security_mutations.py [NAME ...]"""
+tests that must catch it (the first entry, "unmutated", runs every one of those tests on the project as it is and must pass); writes results/security-mutations.json. Usage: .venv/bin/python scripts/security_mutations.py [NAME ...]"""
 import json
 import os
 import shutil
@@ -11,6 +11,10 @@ import time
 SEC = "tests/test_security.py"
 L = "tests/test_cluster.py::test_launch_equals_simulation[3pc_aby3-secformer-fixed-mask]"
 M = [
+ dict(name="unmutated", tests=[SEC, L, "tests/test_cluster.py::test_a_signalled_launch_leaves_no_process_behind",
+   "tests/test_cluster.py::test_a_busy_or_foreign_address_is_named_before_anything_starts",
+   "tests/test_cluster.py::test_malformed_config_names_the_field", "tests/test_checkpoint.py",
+   "tests/test_cli.py::test_nan_weights_are_refused_not_reported_as_agreement", "tests/test_program.py"], edits=[]),
  dict(name="gelu-stream-built-directly", tests=[SEC], edits=[dict(file="secformer_jax/program.py",
    old='dealer.stream("gelu/" + "/".join(path))', new='__import__("secformer_jax.randomness", fromlist=["Stream"]).Stream(dealer._Dealer__key, "gelu")')]),
  dict(name="gelu-masks-one-for-all-layers", tests=[SEC], edits=[dict(file="secformer_jax/program.py",
@@ -72,20 +76,20 @@ PY = f"{ROOT}/.venv/bin/python"
 OUT = os.path.join(ROOT, "results", "security-mutations.json")
 
 only = sys.argv[1:]
-results = {}
-if os.path.exists(OUT):
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+results = {"commit": commit, "command": "python scripts/security_mutations.py", "mutations": {}}
+if os.path.exists(OUT) and json.load(open(OUT)).get("commit") == commit:
     results = json.load(open(OUT))
+BASE = os.path.join(WORK, "base")  # the committed tree (HEAD), so that edits in the working tree do not leak in
+os.makedirs(BASE)
+subprocess.run(f"git archive HEAD | tar -x -C {BASE}", shell=True, cwd=ROOT, check=True)
+os.symlink(f"{ROOT}/.venv", f"{BASE}/.venv")
 for m in M:
     name = m["name"]
     if only and name not in only:
         continue
     dst = os.path.join(WORK, name)
-    shutil.rmtree(dst, ignore_errors=True)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    for f in files:
-        os.makedirs(os.path.dirname(f"{dst}/{f}") or dst, exist_ok=True)
-        if os.path.isfile(f"{ROOT}/{f}"):
-            shutil.copy(f"{ROOT}/{f}", f"{dst}/{f}")
+    shutil.copytree(BASE, dst, symlinks=True)
     for edit in m["edits"]:
         p = f"{dst}/{edit['file']}"
         s = open(p).read()
@@ -93,10 +97,12 @@ for m in M:
         s = s.replace(edit["old"], edit["new"])
         open(p, "w").write(s)
     start = time.time()
-    r = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m["tests"]], cwd=dst, capture_output=True, text=True)
+    r = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m["tests"]], cwd=dst, capture_output=True, text=True,
+                       env=os.environ | {"COLUMNS": "400"})  # wide: the summary keeps each failure's message
     tail = r.stdout.strip().splitlines()
     failed = [l for l in tail if l.startswith("FAILED") or l.startswith("ERROR")]
-    results[name] = {"rc": r.returncode, "caught_by": failed, "summary": tail[-1] if tail else "", "seconds": round(time.time() - start)}
-    print(name, results[name], flush=True)
+    results["mutations"][name] = {"rc": r.returncode, "caught_by": failed, "summary": tail[-1] if tail else "", "seconds": round(time.time() - start)}
+    print(name, results["mutations"][name], flush=True)
     json.dump(results, open(OUT, "w"), indent=1)
     shutil.rmtree(dst, ignore_errors=True)
+shutil.rmtree(WORK, ignore_errors=True)
