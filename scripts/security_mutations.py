@@ -58,7 +58,7 @@ M = [
  dict(name="no-address-check", tests=["tests/test_cluster.py::test_a_busy_or_foreign_address_is_named_before_anything_starts"], edits=[dict(file="secformer_jax/cluster/launch.py",
    old='    check_addresses(config)\n    log_dir', new='    log_dir')]),
  dict(name="localhost-beside-127", tests=["tests/test_cluster.py::test_malformed_config_names_the_field"], edits=[dict(file="secformer_jax/cluster/config.py",
-   old='(host_a == host_b or (local(host_a) and local(host_b)))', new='host_a == host_b')]),
+   old='return a == b or (local(a) and local(b))', new='return a == b')]),
  dict(name="nan-weights-loaded", tests=["tests/test_checkpoint.py", "tests/test_cli.py::test_nan_weights_are_refused_not_reported_as_agreement"], edits=[dict(file="secformer_jax/checkpoint.py",
    old='        if bad:\n            raise CheckpointError', new='        if False:\n            raise CheckpointError')]),
  dict(name="nan-logits-reported", tests=["tests/test_checkpoint.py::test_non_finite_logits_are_refused_never_compared"], edits=[dict(file="secformer_jax/inference.py",

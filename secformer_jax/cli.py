@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import threads
 from .bench.commands import add_bench_commands, run_bench
 from .cli_options import add_approx_options, add_run_options, approx_flags, approx_from_args
 from .cluster.commands import add_cluster_commands
@@ -89,6 +90,7 @@ def infer(args) -> dict:
         "offline": result.offline,
         "setup": _setup_record(result.setup),
         "peak_rss_bytes": peak_rss_bytes(),  # this process: compile, every simulated party and the dealer
+        "threads": threads.setting(),
         **privacy(args.protocol, result.offline is not None),
     }
     return out
@@ -119,6 +121,13 @@ def print_summary(out: dict) -> None:
         f"cost:        {cost['seconds']:.2f} s wall ({where}), "
         f"parties sent {cost['send_bytes'] / 2**20:.1f} MiB in {cost['send_actions']} send actions (all parties)"
     )
+    if out.get("threads"):
+        from .bench.report import thread_note
+        from .cluster.config import OWNERS
+
+        t = out["threads"]
+        parties = {role: v for role, v in t.items() if role not in OWNERS}
+        print(f"threads:     {thread_note({'threads': t} if 'cores' in t else {'party_threads': parties})}")
     if out.get("offline"):
         print(f"offline:     {out['offline']['send_bytes'] / 2**20:.1f} MiB of {out['offline']['what']}: sent by the dealer, apart from the above")
     if cost.get("beaver_bytes"):
@@ -162,11 +171,14 @@ def _cluster(args) -> dict | None:
         meta = run_meta()
         return out | {k: meta[k] for k in ("command", "date", "machine", "commit")}
     die_with_supervisor()  # started by `launch`: never outlive it
+    config = load_config(args.config)
+    threads.exec_under(config.thread_plan(args.party))  # started by hand: rerun under this machine's plan
+    _log(f"{args.party}: threads {json.dumps(threads.setting())}")
     approx = approx_from_args(args)
     text, text_pair = (None, None) if args.query is None else read_query(args.query)
     try:
         return run_node(
-            load_config(args.config), args.party, text=text, text_pair=text_pair, max_length=args.max_length,
+            config, args.party, text=text, text_pair=text_pair, max_length=args.max_length,
             model=args.model, approx=approx, linear_layers=args.linear, log=_log,
         )
     finally:  # the ledger of what this process received and sent (peer, kind, bytes, blob bytes), for audits and tests; its peak memory

@@ -1,4 +1,4 @@
-"""Provenance of a run: the command that made it, when, on what machine, at which commit."""
+"""Provenance of a run: the command that made it, when, on what machine with which thread counts, at which commit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import threads
+
 
 def _command() -> str:
     """This run's command line as a user would type it (`secformer ...` also when run as `python -m`)."""
@@ -20,7 +22,7 @@ def _command() -> str:
 
 
 def run_meta(networks=()) -> dict:
-    """Command, date, machine and commit of this run; `networks`: the modelled networks of a benchmark."""
+    """Command, date, machine, thread setting and commit of this run; `networks`: the modelled networks of a benchmark."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
@@ -35,6 +37,7 @@ def run_meta(networks=()) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
         "spu": spu.__version__ if hasattr(spu, "__version__") else "0.9.5",
         "commit": commit,
+        "threads": threads.setting(),  # this process's SPU thread counts (a cluster's party processes: their own)
         "networks": [n.describe() for n in networks],
         "cost_note": "bytes and send actions summed over all parties; seconds = wall time of all parties simulated in one process; "
         "compute_seconds = each party's CPU seconds; lan/wan_seconds = max over parties of compute + modelled network, "

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from secformer_jax import threads
 from secformer_jax.bench.model import CATEGORIES, model_records
 from secformer_jax.bench.network import LAN, WAN, Network, parse_network
 from secformer_jax.bench.ops import OPS, op_records
@@ -108,10 +109,15 @@ def test_network_model():
 
 def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs, tiny_full_recs):
     meta = {"command": "test", "date": "today", "machine": "here", "commit": "abc", "spu": "0.9.5", "networks": [LAN.describe()], "cost_note": "n"}
+    here = threads.setting()  # this process: a simulation's plan
+    party = here | {"OMP_THREAD_LIMIT": "2", "set_by_user": ["OMP_THREAD_LIMIT"]}
     save(tmp_path, "ops", meta, op_recs)
-    save(tmp_path, "model", meta, tiny_model_recs)
-    save(tmp_path, "model-full", meta, tiny_full_recs)
+    save(tmp_path, "model", meta | {"threads": here}, tiny_model_recs)
+    save(tmp_path, "model-full", meta | {"threads": here, "party_threads": {"p0": party}}, tiny_full_recs)
     report = (tmp_path / "REPORT.md").read_text()
+    assert "- threads: not recorded" in report  # an old result
+    assert f"- threads: OMP_THREAD_LIMIT={here['OMP_THREAD_LIMIT']}, OMP_NUM_THREADS={here['OMP_NUM_THREADS']}, " in report
+    assert "- threads: p0: OMP_THREAD_LIMIT=2, " in report and "(set by the user: OMP_THREAD_LIMIT)" in report
     assert "## Extrapolation check" in report and "| bert-tiny | semi2k | puma | 1 -> 2 |" in report
     assert "| gelu | 64 | semi2k | puma |" in report and "| bert-tiny | semi2k | secformer |" in report
     assert (tmp_path / "model.png").stat().st_size > 1000

@@ -23,6 +23,7 @@ def test_infer_writes_the_documented_json(tiny_checkpoint, tmp_path, capsys):
     assert result["cost"]["send_bytes"] > 0 and result["cost"]["by_op"]
     assert result["max_abs_error"] < 0.05 * max(1.0, max(abs(x) for x in result["plaintext_logits"]))
     assert result["prediction"] in ("negative", "positive")
+    assert result["threads"]["applied"] and result["threads"]["omp_thread_limit_in_effect"] == int(result["threads"]["OMP_THREAD_LIMIT"])
     printed = capsys.readouterr().out
     assert "prediction:" in printed and "max |error|" in printed
 

@@ -19,7 +19,7 @@ from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.cli import main
 from secformer_jax.cluster import ConfigError, LaunchError, LocalCluster, launch_inference, load_config, parse_config
 from secformer_jax.cluster.config import DATA_OWNER, DEALER, MODEL_OWNER
-from secformer_jax.cluster.launch import Supervisor, node_command
+from secformer_jax.cluster.launch import Supervisor, logged_by_nodes, node_command
 from secformer_jax.inference import PrivateClassifier, encode
 from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
 
@@ -144,6 +144,7 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     # measured per process: each party's CPU time in the run, each process's peak memory
     assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
     assert set(out["peak_rss_bytes"]) == set(config.roles()) and all(m > 50e6 for m in out["peak_rss_bytes"].values())
+    _check_threads(out["threads"], config.roles(), len(config.parties))
     # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3 and
     # Cheetah (no dealer at all), not under SEMI2K (party 0 deals SPU's own triples)
     dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"
@@ -241,6 +242,15 @@ def test_benchmark_programs_run_through_a_cluster(tmp_path):
     assert "stop after 2 job(s)" in (tmp_path / "logs" / "p0.log").read_text()
 
 
+def _check_threads(logged, roles, parties_on_machine):
+    """Each process ran under one party's share of this machine's cores, and libgomp holds that limit."""
+    assert set(logged) == set(roles)
+    for role, t in logged.items():
+        assert (t["parties_here"], t["parties_sharing_cores"], t["applied"]) == (1, parties_on_machine, True), role
+        assert t["omp_thread_limit_in_effect"] == int(t["OMP_THREAD_LIMIT"]) == t["per_party"] == max(1, t["cores"] // parties_on_machine), role
+        assert t["per_party"] * parties_on_machine <= max(t["cores"], parties_on_machine)
+
+
 def test_party_that_never_starts_ends_everyone(tmp_path):
     path = local_config(tmp_path, "3pc_aby3", connect_timeout_s=3)
     start = time.monotonic()
@@ -255,6 +265,8 @@ def test_party_that_never_starts_ends_everyone(tmp_path):
         assert proc.returncode == 2, role
         log = (tmp_path / "logs" / f"{role}.log").read_text()
         assert "could not connect the I/O link" in log and "p2 at 127.0.0.1" in log
+    # started by hand (no plan from a launch): each node reran itself under its machine's plan, in the same process
+    _check_threads(logged_by_nodes(tmp_path / "logs", list(sup.procs), "threads"), list(sup.procs), 3)
 
 
 def test_party_dying_mid_run_is_reported_without_hanging(tmp_path, tiny_checkpoint):

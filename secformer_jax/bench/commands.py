@@ -95,6 +95,7 @@ def run_bench(args) -> dict:
             args.protocols = [protocol]
             runners = {protocol: stack.enter_context(LocalCluster(args.cluster))}
             meta["runner"] = f"cluster {args.cluster} (one process per party, loopback links)"
+            meta["party_threads"] = runners[protocol].threads()
         else:
             args.protocols = args.protocols or ["aby3"]
             meta["runner"] = "simulation (all parties in one process)"

@@ -29,6 +29,7 @@ from typing import Any
 import spu.libspu as libspu
 
 from ..spu_runner import FIELDS, PROTOCOLS, SPU_RUNTIME_OPTIONS, runtime_config
+from ..threads import Plan, cores
 
 DATA_OWNER, MODEL_OWNER, DEALER = "data_owner", "model_owner", "dealer"
 OWNERS = (DATA_OWNER, MODEL_OWNER, DEALER)  # the I/O link's first ranks, in order
@@ -81,6 +82,19 @@ class ClusterConfig:
             raise ConfigError(f"{self.source}: no party {role!r}; parties: {', '.join(self.roles())}")
         return self.roles().index(role)
 
+    def parties_beside(self, role: str) -> int:
+        """How many computing parties run on `role`'s machine (its own included if it is one): those whose
+        I/O address has the same host as `role`'s (loopback names count as one host). A party on another
+        name for the same machine is not counted."""
+        host = lambda address: address.rsplit(":", 1)[0]
+        mine = host(self.io_addresses[self.io_rank(role)])
+        return sum(_same_host(mine, host(p.io_address)) for p in self.parties)
+
+    def thread_plan(self, role: str) -> Plan:
+        """`role`'s process's thread plan (`secformer_jax.threads`): one party's share of its machine's
+        cores, beside the other parties of this config on that machine."""
+        return Plan(1, max(1, self.parties_beside(role)), cores())
+
     def runtime_config(self, profile: bool = True) -> libspu.RuntimeConfig:
         return runtime_config(self.protocol, self.field, profile=profile, **self.runtime_options)
 
@@ -116,10 +130,14 @@ def _address(value: Any, where: str) -> str:
 _LOCAL_NAMES = {"localhost", "0.0.0.0"}
 
 
+def _same_host(a: str, b: str) -> bool:
+    local = lambda h: h in _LOCAL_NAMES or h.startswith("127.")
+    return a == b or (local(a) and local(b))
+
+
 def _same_endpoint(a: str, b: str) -> bool:
     (host_a, port_a), (host_b, port_b) = a.rsplit(":", 1), b.rsplit(":", 1)
-    local = lambda h: h in _LOCAL_NAMES or h.startswith("127.")
-    return port_a == port_b and (host_a == host_b or (local(host_a) and local(host_b)))
+    return port_a == port_b and _same_host(host_a, host_b)
 
 
 def _object(value: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:

@@ -31,6 +31,7 @@ from .config import DATA_OWNER, DEALER, MODEL_OWNER, load_config
 from ..linear import check_settings as check_linear
 from .roles import Driver
 from .wire import PeerError, check_listenable
+from ..threads import Plan, child_environment, cores
 
 POLL_S = 0.1
 TERMINATE_GRACE_S = 5.0
@@ -109,10 +110,12 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 class Supervisor:
     """Child processes with their logs; `wait` returns when all named ones exited cleanly and raises
-    LaunchError on the first failure or on timeout. Leaving the `with` block terminates what still runs."""
+    LaunchError on the first failure or on timeout. Leaving the `with` block terminates what still runs.
+    `threads`: the thread plan every child runs under (`party_threads`)."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, threads: Plan | None = None):
         self.log_dir = Path(log_dir)
+        self.threads = threads  # each child's thread plan (`secformer_jax.threads`); None: a node finds its own
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self._failed: dict[str, float] = {}  # name -> when its failure was first seen
@@ -122,7 +125,7 @@ class Supervisor:
         `secformer node` child gets SIGTERM if the thread that started it ends (`die_with_supervisor`), so
         start children from the main thread."""
         log = open(self.log_dir / f"{name}.log", "w")
-        env = os.environ | {"PYTHONUNBUFFERED": "1", SUPERVISOR_ENV: str(os.getpid())}
+        env = child_environment(self.threads) | {"PYTHONUNBUFFERED": "1", SUPERVISOR_ENV: str(os.getpid())}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, env=env)
         self.procs[name] = proc
         log.close()
@@ -181,7 +184,7 @@ def launch_inference(
     timeout: float = 900.0, log_dir=None, on_start=None,
 ) -> dict:
     """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine; return the
-    data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" added. `approx_args`: the model owner's
+    data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" and "threads" added. `approx_args`: the model owner's
     approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
     and dealer); `on_start(supervisor)` is called once all started."""
     config = load_config(config_path)  # refuse a bad config, --linear or address before starting anything
@@ -191,7 +194,7 @@ def launch_inference(
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
     result_path = log_dir / "data_owner.json"
     model_args = ["--model", str(model)] if model else []
-    with _signals_end_run(), Supervisor(log_dir) as sup:
+    with _signals_end_run(), Supervisor(log_dir, Plan(1, len(config.parties), cores())) as sup:  # all on this machine
         for party in config.parties:
             sup.start(party.id, node_command(config_path, party.id))
         owner_args = [*model_args, *approx_args, "--max-length", str(max_length), "--linear", linear_layers]
@@ -205,17 +208,19 @@ def launch_inference(
             on_start(sup)
         sup.wait(list(sup.procs), timeout)
     result = json.loads(result_path.read_text())
-    return result | {"log_dir": str(log_dir), "peak_rss_bytes": _peak_rss(log_dir, list(sup.procs))}
+    logged = lambda key: logged_by_nodes(log_dir, list(sup.procs), key)
+    return result | {"log_dir": str(log_dir), "peak_rss_bytes": logged("peak_rss_bytes"), "threads": logged("threads")}
 
 
-def _peak_rss(log_dir: Path, roles: list[str]) -> dict[str, int]:
-    """Each process's peak resident memory, as it logged it when it ended (`secformer node`)."""
-    peaks = {}
+def logged_by_nodes(log_dir: Path, roles: list[str], key: str) -> dict:
+    """What each process logged last as `ROLE: KEY JSON` (`secformer node`: "threads" when it starts,
+    "peak_rss_bytes" when it ends), by role; roles that did not log it are left out."""
+    found = {}
     for role in roles:
-        found = re.findall(rf"^{re.escape(role)}: peak_rss_bytes (\d+)$", (log_dir / f"{role}.log").read_text(errors="replace"), re.M)
-        if found:
-            peaks[role] = int(found[-1])
-    return peaks
+        lines = re.findall(rf"^{re.escape(role)}: {key} (.+)$", (log_dir / f"{role}.log").read_text(errors="replace"), re.M)
+        if lines:
+            found[role] = json.loads(lines[-1])
+    return found
 
 
 class LocalCluster:
@@ -225,7 +230,9 @@ class LocalCluster:
     def __init__(self, config_path, log_dir=None):
         self.config = load_config(config_path)
         self.protocol = self.config.protocol
-        self.supervisor = Supervisor(Path(log_dir or tempfile.mkdtemp(prefix="secformer-cluster-")))
+        self.supervisor = Supervisor(
+            Path(log_dir or tempfile.mkdtemp(prefix="secformer-cluster-")), Plan(1, len(self.config.parties), cores())
+        )
         try:
             for party in self.config.parties:
                 self.supervisor.start(party.id, node_command(config_path, party.id))
@@ -242,6 +249,10 @@ class LocalCluster:
         if failed:
             raise LaunchError(failed)
         return self.driver.run(program, *args, **kwargs)
+
+    def threads(self) -> dict:
+        """Each party process's thread setting, as it logged it on start (`threads.setting`)."""
+        return logged_by_nodes(self.supervisor.log_dir, [p.id for p in self.config.parties], "threads")
 
     def close(self) -> None:
         try:
