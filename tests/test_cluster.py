@@ -401,6 +401,10 @@ def test_a_signalled_launch_leaves_no_process_behind(tmp_path, tiny_checkpoint, 
     while _processes_naming(str(path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _processes_naming(str(path))
+    # ended, not finished: no result, and no node reached its end (where it logs its peak memory); a node
+    # left running without its supervisor would finish the inference within that wait
+    assert not (logs / "data_owner.json").exists()
+    assert not [log.name for log in logs.glob("*.log") if ": peak_rss_bytes " in log.read_text(errors="replace")]
 
 
 def test_a_busy_or_foreign_address_is_named_before_anything_starts(tmp_path, capsys):
