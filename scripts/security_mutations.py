@@ -49,7 +49,7 @@ M = [
  dict(name="ledger-skips-received", tests=[L], edits=[dict(file="secformer_jax/cluster/wire.py",
    old='        RECEIVED[-1] = (peer, str(header.get("kind")), len(data), sum(sizes))', new='        RECEIVED.pop()')]),
  dict(name="launch-ignores-signals", tests=["tests/test_cluster.py::test_a_signalled_launch_leaves_no_process_behind"], edits=[dict(file="secformer_jax/cluster/launch.py",
-   old='with _signals_end_run(), Supervisor(log_dir) as sup:', new='with Supervisor(log_dir) as sup:')]),
+   old='with _signals_end_run(), Supervisor(', new='with Supervisor(')]),
  dict(name="nodes-outlive-a-killed-launch", tests=["tests/test_cluster.py::test_a_signalled_launch_leaves_no_process_behind"], edits=[dict(file="secformer_jax/cli.py",
    old='    die_with_supervisor()  # started', new='    pass  # started')]),
  dict(name="text-on-the-data-owners-argv", tests=["tests/test_cluster.py::test_a_signalled_launch_leaves_no_process_behind"], edits=[dict(file="secformer_jax/cluster/launch.py",
@@ -86,7 +86,7 @@ subprocess.run(f"git archive HEAD | tar -x -C {BASE}", shell=True, cwd=ROOT, che
 os.symlink(f"{ROOT}/.venv", f"{BASE}/.venv")
 for m in M:
     name = m["name"]
-    if only and name not in only:
+    if (only and name not in only) or (not only and name in results["mutations"]):  # named: rerun; else resume
         continue
     dst = os.path.join(WORK, name)
     shutil.copytree(BASE, dst, symlinks=True)
