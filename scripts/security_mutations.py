@@ -1,5 +1,5 @@
 """Mutation check for issue 28: apply each single-edit privacy break to a copy of the project and run the
-tests that must catch it (the first entry, "unmutated", runs every one of those tests on the project as it is and must pass); writes results/security-mutations.json. Usage: .venv/bin/python scripts/security_mutations.py [NAME ...]"""
+tests that must catch it (the first entry, "unmutated", runs every one of those tests on the project as it is and must pass); writes results/security/mutations.json. Usage: .venv/bin/python scripts/security_mutations.py [NAME ...]"""
 import json
 import os
 import shutil
@@ -73,7 +73,8 @@ M = [
 WORK = tempfile.mkdtemp(prefix="secformer-mutations-")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = f"{ROOT}/.venv/bin/python"
-OUT = os.path.join(ROOT, "results", "security-mutations.json")
+OUT = os.path.join(ROOT, "results", "security", "mutations.json")
+os.makedirs(os.path.dirname(OUT), exist_ok=True)
 
 only = sys.argv[1:]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()

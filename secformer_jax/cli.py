@@ -15,7 +15,6 @@ from .cli_options import add_approx_options, add_run_options, approx_flags, appr
 from .cluster.commands import add_cluster_commands
 from .glue.commands import COMMANDS as GLUE_COMMANDS
 from .glue.commands import add_glue_commands, print_glue, run_glue
-from .spu_runner import PROTOCOLS
 
 
 def _log(message: str) -> None:
@@ -63,7 +62,7 @@ def infer(args) -> dict:
     classifier.simulation(args.protocol)  # validate the protocol before compiling
     _log(f"compiling the SPU program ({config.num_hidden_layers} layers, {args.max_length} tokens) ...")
     _, compile_seconds = classifier.program(args.max_length, args.protocol)
-    _log(f"  compiled in {compile_seconds:.1f} s; running {args.protocol} ({PROTOCOLS[args.protocol][1]} parties, simulated) ...")
+    _log(f"  compiled in {compile_seconds:.1f} s; running {args.protocol} ({args.protocol.parties} parties, simulated) ...")
     result = classifier(encoded, args.protocol)
 
     labels = getattr(config, "id2label", None) or {}
@@ -73,7 +72,7 @@ def infer(args) -> dict:
         "text": args.text,
         "text_pair": args.text_pair,
         "model": str(checkpoint.path),
-        "protocol": args.protocol,
+        "protocol": args.protocol.name,
         "field": args.field,
         "linear": args.linear,
         "approx": approx.to_dict() | {"preset": args.approx},

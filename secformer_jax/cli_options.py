@@ -1,5 +1,5 @@
 """The command-line options shared by several commands: approximations, protocol, field, linear layers.
-Choices come from their registries (`approx.REGISTRY`, `spu_runner.PROTOCOLS`/`FIELDS`, `linear.LINEAR_LAYERS`)."""
+Choices come from their registries (`approx.REGISTRY`, `protocols.PROTOCOLS`, `spu_runner.FIELDS`, `linear.LINEAR_LAYERS`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 
 from .approx import OPS, PRESETS, ApproxSet, choices, resolve_approx
 from .linear import LINEAR_HELP, LINEAR_LAYERS
-from .spu_runner import FIELDS, PROTOCOLS
+from .protocols import DEFAULT, PROTOCOLS, Protocol, get
+from .spu_runner import FIELDS
 
 
 def add_approx_options(parser: argparse.ArgumentParser, default: str | None = "secformer", help: str = "approximation preset") -> None:
@@ -34,10 +35,18 @@ def approx_flags(args) -> list[str]:
     return flags
 
 
+def protocol_type(name: str) -> Protocol:
+    """argparse `type` of a protocol option: the `Protocol` named (unknown: argparse's one-line error)."""
+    try:
+        return get(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_run_options(parser: argparse.ArgumentParser, protocol: bool = True, linear: bool = True) -> None:
     """--protocol, --field and --linear for a private run."""
     if protocol:
-        parser.add_argument("--protocol", default="aby3", choices=list(PROTOCOLS))
+        parser.add_argument("--protocol", default=DEFAULT, type=protocol_type, choices=list(PROTOCOLS.values()))
     parser.add_argument("--field", default="fm64", choices=list(FIELDS))
     if linear:
         parser.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)

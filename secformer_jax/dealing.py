@@ -26,21 +26,11 @@ import dataclasses
 import numpy as np
 import spu.libspu as libspu
 
+from . import protocols
+from .protocols import Protocol
 from .randomness import KEY_BYTES, expand, fresh_seed
 
-# Cheetah needs no dealer for its own products; a program that takes dealt randomness (SecFormer's GeLU)
-# still gets it from one under Cheetah, with the same additive shares as SEMI2K.
-PROTOCOLS = ("semi2k", "cheetah", "aby3")
-PARTIES = {"semi2k": 2, "cheetah": 2, "aby3": 3}
-# Which share indices party i derives from seeds (module doc); it receives the correction for the others.
-_SEEDED = {"semi2k": ({0}, set()), "cheetah": ({0}, set()), "aby3": ({0, 1}, {1}, {0})}
-_HOLDS = {"semi2k": ((0,), (1,)), "cheetah": ((0,), (1,)), "aby3": ((0, 1), (1, 2), (2, 0))}  # share indices party i holds, in SPU's order
 _CHUNK = 128 << 20  # SPU's share_max_chunk_size default
-
-
-def _check(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"seed-based dealing knows the shares of {', '.join(PROTOCOLS)}, not {protocol!r}")
 
 
 def _expand(seed: bytes, index: int, shape) -> np.ndarray:
@@ -53,7 +43,7 @@ class Bundle:
     per dealt value, its correction share (None where the party derives all its shares from seeds), plus the
     public shapes."""
 
-    protocol: str
+    protocol: Protocol
     rank: int
     seeds: dict[int, bytes]
     shapes: list[tuple[int, ...]]
@@ -68,14 +58,14 @@ class Bundle:
         """This party's SPU shares of every dealt value, built locally from the seeds and corrections."""
         out = []
         for j, (shape, correction) in enumerate(zip(self.shapes, self.corrections)):
-            parts = [correction if i not in self.seeds else _expand(self.seeds[i], j, shape) for i in _HOLDS[self.protocol][self.rank]]
+            parts = [correction if i not in self.seeds else _expand(self.seeds[i], j, shape) for i in self.protocol.holds[self.rank]]
             out.append(_share(self.protocol, shape, np.stack(parts, axis=-1)))
         return out
 
     def to_wire(self) -> tuple[dict, list[bytes]]:
         """(JSON header, blobs) for `cluster.wire.send`."""
         held = [j for j, c in enumerate(self.corrections) if c is not None]
-        header = {"kind": "dealt", "protocol": self.protocol, "rank": self.rank, "seeds": sorted(self.seeds),
+        header = {"kind": "dealt", "protocol": self.protocol.name, "rank": self.rank, "seeds": sorted(self.seeds),
                   "shapes": [list(s) for s in self.shapes], "corrections": held}
         return header, [self.seeds[i] for i in sorted(self.seeds)] + [self.corrections[j].tobytes() for j in held]
 
@@ -87,12 +77,11 @@ class Bundle:
         if extra:
             raise ValueError(f"dealt-shares message with unexpected fields {extra}")
         try:
-            protocol, rank = header["protocol"], int(header["rank"])
-            _check(protocol)
+            protocol, rank = protocols.get(header["protocol"]), int(header["rank"])
             seed_ids, shapes, held = [int(i) for i in header["seeds"]], [tuple(int(d) for d in s) for s in header["shapes"]], header["corrections"]
-            if set(seed_ids) != _SEEDED[protocol][rank]:
-                raise ValueError(f"party {rank} is dealt the seeds of shares {sorted(_SEEDED[protocol][rank])}, got {sorted(seed_ids)}")
-            receives = len(_SEEDED[protocol][rank]) < len(_HOLDS[protocol][rank])
+            if set(seed_ids) != protocol.seeded[rank]:
+                raise ValueError(f"party {rank} is dealt the seeds of shares {sorted(protocol.seeded[rank])}, got {sorted(seed_ids)}")
+            receives = len(protocol.seeded[rank]) < len(protocol.holds[rank])
             if sorted(int(j) for j in held) != (list(range(len(shapes))) if receives else []):
                 raise ValueError(f"party {rank} receives {'every' if receives else 'no'} correction, the message holds {len(held)} of {len(shapes)}")
             if len(blobs) != len(seed_ids) + len(held) or any(len(b) != KEY_BYTES for b in blobs[: len(seed_ids)]):
@@ -105,11 +94,11 @@ class Bundle:
         return cls(protocol, rank, dict(zip(seed_ids, blobs)), shapes, corrections)
 
 
-def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
+def deal(values: list[np.ndarray], protocol: Protocol | str) -> list[Bundle]:
     """Split the int32 / uint64 arrays `values` into one `Bundle` per computing party (module doc), with
     fresh seeds (`randomness.fresh_seed`, per call: never shared between deals)."""
-    _check(protocol)
-    seeds = [fresh_seed() for _ in range(PARTIES[protocol] - 1)]
+    protocol = protocols.get(protocol)
+    seeds = [fresh_seed() for _ in range(protocol.parties - 1)]
     corrections = []
     for j, v in enumerate(values):
         v = np.asarray(v)
@@ -123,8 +112,8 @@ def deal(values: list[np.ndarray], protocol: str) -> list[Bundle]:
             ring = ring - _expand(seed, j, v.shape)  # uint64 arithmetic wraps mod 2^64
         corrections.append(ring)
     bundles = []
-    for rank, seeded in enumerate(_SEEDED[protocol]):
-        receives = len(seeded) < len(_HOLDS[protocol][rank])
+    for rank, seeded in enumerate(protocol.seeded):
+        receives = len(seeded) < len(protocol.holds[rank])
         bundles.append(Bundle(protocol, rank, {i: seeds[i] for i in seeded}, [np.shape(v) for v in values],
                               [c if receives else None for c in corrections]))
     return bundles
@@ -168,7 +157,7 @@ class DealtInputs:
         return {name: [p[name] for p in per_party] for name in self.names}
 
 
-def deal_inputs(dealt: dict, protocol: str) -> DealtInputs:
+def deal_inputs(dealt: dict, protocol: Protocol | str) -> DealtInputs:
     """`deal` for a program's dealt inputs ({input name: tree of int32 / uint64 arrays}), names sorted as the
     program orders its inputs."""
     import jax  # the trees' order is JAX's (the program's flattening)
@@ -178,13 +167,13 @@ def deal_inputs(dealt: dict, protocol: str) -> DealtInputs:
     return DealtInputs(names, [len(l) for l in leaves], deal([v for l in leaves for v in l], protocol))
 
 
-def _share(protocol: str, shape, content: np.ndarray) -> libspu.Share:
+def _share(protocol: Protocol, shape, content: np.ndarray) -> libspu.Share:
     """An SPU secret share of an int32 value: `content` [..., shares held] uint64 ring elements."""
     meta = libspu.ValueMeta()
     meta.data_type = libspu.DataType.DT_I32
     meta.visibility = libspu.Visibility.VIS_SECRET
     meta.shape = [int(d) for d in shape]
-    meta.storage_type = f"{protocol}.AShr<FM64>"
+    meta.storage_type = f"{protocol.kind.name.lower()}.AShr<FM64>"  # SPU's name of the kind's arithmetic share
     meta.is_complex = False
     data = np.ascontiguousarray(content, "<u8").tobytes()
     chunks = []

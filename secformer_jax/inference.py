@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import linear
+from . import linear, protocols
 from .approx import ApproxSet
 from .checkpoint import Checkpoint
 from .model import BertForSequenceClassification
 from .program import ProgramBuilder
+from .protocols import Protocol
 from .randomness import Dealer
 from .spu_runner import SPU_RUNTIME_OPTIONS, Cost, Program, Simulation
 
@@ -71,16 +72,6 @@ def one_hot_inputs(encoded: Encoded, vocab_size: int, type_vocab_size: int) -> t
     )
 
 
-# products with a weight, per protocol, in blocks of at most this many rows and columns of the weight
-# (`model._product`). Under SPU 0.9.5's Cheetah a product's memory grows with the weight's size and stays
-# with the process after it (its HE objects come from SEAL's global memory pool; malloc_trim returned 0.2
-# of the 11.4 GB an embedding stage left): one BERT-base
-# product, 128 x 768 by 768 x 3072, peaked at 18.3 GB, the same in four 768 x 768 blocks at 5.6 GB with
-# 25% more bytes (65 vs 52 MB) and less time (40 vs 63 s); the whole word one-hot product (30,522 x 768)
-# was OOM-killed at 24 GiB even at 32 tokens. The other protocols take whole products.
-WEIGHT_BLOCKS = {"cheetah": 768}
-
-
 def check_finite(what: str, logits) -> np.ndarray:
     """`logits` as an array; a ValueError naming `what` if any is NaN or infinite (never compared, never
     reported as agreement: with non-finite weights or an overflowing fixed-point range no output means anything)."""
@@ -91,11 +82,12 @@ def check_finite(what: str, logits) -> np.ndarray:
     return logits
 
 
-def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> ProgramBuilder:
+def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: Protocol | str | None = None) -> ProgramBuilder:
     """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
-    with `protocol`, its program for that protocol (`WEIGHT_BLOCKS`), else one every protocol but Cheetah
-    runs as compiled."""
-    model = BertForSequenceClassification(config, approx, WEIGHT_BLOCKS.get(protocol, 0))
+    with `protocol`, its program for that protocol (products with weights in its `Protocol.weight_block`),
+    else the whole-product one (what every protocol without a weight block runs)."""
+    block = 0 if protocol is None else protocols.get(protocol).weight_block
+    model = BertForSequenceClassification(config, approx, block)
     return ProgramBuilder(model, ("words", "mask", "types"), approx, field, linear_layers, lambda out: out["logits"], "bert_logits")
 
 
@@ -123,12 +115,12 @@ class PrivateClassifier:
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         self.builder = classifier_builder(checkpoint.config, approx, field, linear_layers)
-        self._builders = {protocol: classifier_builder(checkpoint.config, approx, field, linear_layers, protocol) for protocol in WEIGHT_BLOCKS}
-        self._simulations: dict[str, Simulation] = {}
+        self._builders = {p: classifier_builder(checkpoint.config, approx, field, linear_layers, p) for p in protocols.PROTOCOLS.values() if p.weight_block}
+        self._simulations: dict[Protocol, Simulation] = {}
         self._plain = jax.jit(self.builder.function())
         self._compiled: dict[int, tuple[Program, float]] = {}
-        self._masks: dict[str, linear.FixedMasks | None] = {}
-        self._setup: dict[str, dict] = {}
+        self._masks: dict[Protocol, linear.FixedMasks | None] = {}
+        self._setup: dict[Protocol, dict] = {}
 
     def data(self, encoded: Encoded) -> dict:
         """The data owner's secret inputs of `encoded`."""
@@ -140,13 +132,14 @@ class PrivateClassifier:
         f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
         return {"words": f32(batch, seq_len, c.vocab_size), "mask": f32(batch, seq_len), "types": f32(batch, seq_len, c.type_vocab_size)}
 
-    def builder_for(self, protocol: str) -> ProgramBuilder:
-        """The builder of `protocol`'s program (`WEIGHT_BLOCKS`; the same math as `builder`'s)."""
-        return self._builders.get(protocol, self.builder)
+    def builder_for(self, protocol: Protocol | str) -> ProgramBuilder:
+        """The builder of `protocol`'s program (`Protocol.weight_block`; the same math as `builder`'s)."""
+        return self._builders.get(protocols.get(protocol), self.builder)
 
-    def masks(self, protocol: str) -> linear.FixedMasks | None:
+    def masks(self, protocol: Protocol | str) -> linear.FixedMasks | None:
         """The fixed masks for `protocol`, set up once per protocol (the dealer's B, and the setup program
         run in the protocol's simulation: E opened, kept by the parties); None with SPU's own products."""
+        protocol = protocols.get(protocol)
         if protocol not in self._masks:
             masks = self.builder.setup(protocol, self._shaped_data(1), Dealer())
             if masks is not None:
@@ -154,12 +147,12 @@ class PrivateClassifier:
             self._masks[protocol] = masks
         return self._masks[protocol]
 
-    def setup_cost(self, protocol: str) -> dict | None:
+    def setup_cost(self, protocol: Protocol | str) -> dict | None:
         """The fixed-mask setup's bytes under `protocol` (None with SPU's own products)."""
         self.masks(protocol)
-        return self._setup.get(protocol)
+        return self._setup.get(protocols.get(protocol))
 
-    def program(self, seq_len: int, protocol: str = "aby3", record_openings: bool = False, batch: int = 1) -> tuple[Program, float]:
+    def program(self, seq_len: int, protocol: Protocol | str = protocols.DEFAULT, record_openings: bool = False, batch: int = 1) -> tuple[Program, float]:
         """The compiled SPU program for `batch` examples of `seq_len` tokens (cached; `protocol` matters only
         for fixed-mask products) and the seconds its compilation took. `record_openings`: the program also
         outputs every value it opens (`openings.py`; for tests)."""
@@ -176,13 +169,14 @@ class PrivateClassifier:
         inputs = {"params": self.checkpoint.params, "words": encoded.input_ids, "mask": encoded.attention_mask, "types": encoded.token_type_ids}
         return check_finite("plaintext logits", self._plain(inputs))
 
-    def simulation(self, protocol: str) -> Simulation:
+    def simulation(self, protocol: Protocol | str) -> Simulation:
+        protocol = protocols.get(protocol)
         if protocol not in self._simulations:
             self.builder.check(protocol)
             self._simulations[protocol] = Simulation(protocol, self.field, **SPU_RUNTIME_OPTIONS)
         return self._simulations[protocol]
 
-    def __call__(self, encoded: Encoded, protocol: str = "aby3", record_openings: bool = False) -> Result:
+    def __call__(self, encoded: Encoded, protocol: Protocol | str = protocols.DEFAULT, record_openings: bool = False) -> Result:
         """Run privately under `protocol` and return the revealed logits next to the plaintext ones (with
         `record_openings`, also what the parties saw opened: `Result.openings`)."""
         simulation = self.simulation(protocol)

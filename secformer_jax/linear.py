@@ -46,13 +46,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import protocols
 from .openings import reveal
+from .protocols import EVERY, Protocol
 from .randomness import Dealer
 
 WEIGHT_BITS = 16  # the weights' ring integers are round(W 2^16): the product then needs one truncation by 2^-16
-PROTOCOLS = ("semi2k", "aby3")  # the dealer-based ones
+PROTOCOLS = tuple(p.name for p in protocols.PROTOCOLS.values() if p.fixed_mask)  # where fixed-mask products run
 LINEAR_LAYERS = ("spu", "fixed-mask")  # products with the weights: SPU's own, or this module's
-LINEAR_HELP = "products with the weights: SPU's own (default), or fixed-mask ones where they cost less (semi2k, aby3; see secformer_jax/linear.py)"
+LINEAR_HELP = f"products with the weights: SPU's own (default), or fixed-mask ones where they cost less ({', '.join(PROTOCOLS)}; see secformer_jax/linear.py)"
 
 
 def check_field(field: str) -> None:
@@ -62,18 +64,19 @@ def check_field(field: str) -> None:
         raise ValueError(f"fixed-mask linear layers need field fm64, got {field!r}; use --linear spu")
 
 
-def check_settings(protocol: str, field: str) -> None:
+def check_settings(protocol: Protocol | str, field: str) -> None:
     """Refuse a protocol or field fixed-mask products cannot run under (ValueError)."""
     check_field(field)
     prefers_mask(protocol, 1, 1)
 
 
-def prefers_mask(protocol: str, n_in: int, n_out: int) -> bool:
+def prefers_mask(protocol: Protocol | str, n_in: int, n_out: int) -> bool:
     """Whether a fixed-mask product x W (W: [n_in, n_out]) costs less than SPU's own under `protocol`
-    (module doc)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"fixed-mask linear layers need a dealer-based protocol ({', '.join(PROTOCOLS)}), got {protocol!r}")
-    return protocol == "semi2k" or n_out > n_in
+    (`Protocol.fixed_mask`: for every product, or only where n_out > n_in; module doc)."""
+    protocol = protocols.get(protocol)
+    if protocol.fixed_mask is None:
+        raise ValueError(f"fixed-mask linear layers need a dealer-based protocol ({', '.join(PROTOCOLS)}), got {protocol.name!r}")
+    return protocol.fixed_mask == EVERY or n_out > n_in
 
 
 def open_input(x, a):
@@ -194,7 +197,7 @@ class FixedMasks:
         return out
 
 
-def setup_masks(param_shapes: dict, sites: list[Site], protocol: str, dealer: Dealer | None) -> FixedMasks:
+def setup_masks(param_shapes: dict, sites: list[Site], protocol: Protocol | str, dealer: Dealer | None) -> FixedMasks:
     """Choose the sites (`program.trace_sites`) whose products `prefers_mask` under `protocol` and draw B
     for each of their kernels (stream "B/<product path>" of `dealer`; with `dealer` None, shapes only: the
     model owner's view). `param_shapes`: the parameter tree or its shapes (only shapes are read)."""

@@ -17,7 +17,7 @@ What differs from the Hugging Face modules, and why:
 - The padding mask is a float 0/1 array handed to the softmax, which multiplies by it (2Quad squares its
   input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
 - Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
-- With `block` > 0 (Cheetah: `inference.WEIGHT_BLOCKS`) every product with a weight (`Dense`, the word
+- With `block` > 0 (`Protocol.weight_block`) every product with a weight (`Dense`, the word
   embeddings) runs as products with blocks of at most `block` x `block` of the weight (`_product`): the same
   sum, in pieces SPU's Cheetah can hold in memory.
 - Products with a fixed weight (`Dense`, the word embeddings) run as fixed-mask products (`linear.py`) when
@@ -65,7 +65,7 @@ def _product(x: Array, w: Array, block: int = 0) -> Array:
     rounding order). Why: under SPU 0.9.5's Cheetah a product's memory grows with the weight's size and
     stays with the process after it (measured; its HE objects come from SEAL's global memory pool): a
     BERT-base FFN product (768 x 3072) peaked at 18.3 GB, in 768 x 768 blocks at 5.6 GB
-    (`inference.WEIGHT_BLOCKS`)."""
+    (`Protocol.weight_block`)."""
     n, m = w.shape
     if block <= 0 or (n <= block and m <= block):
         return x @ w

@@ -40,12 +40,13 @@ from .approx import ApproxSet, sine
 from .model import BertIntermediate, Dense, WordEmbed
 from .openings import recording
 from .randomness import Dealer
-from .spu_runner import FIELDS, PROTOCOLS, SPU_COMPILER_OPTIONS, Program, Simulation, compile_named
+from . import protocols
+from .protocols import Protocol
+from .spu_runner import FIELDS, SPU_COMPILER_OPTIONS, Program, Simulation, compile_named
 
 MODEL_OWNER, DATA_OWNER, DEALER, HELD = "model_owner", "data_owner", "dealer", "held"
 DEALT = ("correlation", "linear")  # the dealer's inputs of the main program
 PUBLIC_INPUTS = ("masked_weights",)
-DEALER_FREE = ("cheetah",)  # protocols chosen for having no dealer: nothing dealt runs under them
 INPUT_OWNERS = {"params": MODEL_OWNER, "correlation": DEALER, "linear": DEALER, "weight_masks": HELD, "masked_weights": HELD}  # else: data owner
 SETUP_OWNERS = {"weights": MODEL_OWNER, "weight_masks": DEALER}
 
@@ -58,16 +59,16 @@ def owner(name: str, setup: bool = False) -> str:
     return INPUT_OWNERS.get(name, DATA_OWNER)
 
 
-def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: str | None = None) -> None:
+def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: Protocol | str | None = None) -> None:
     """The one compatibility check of protocol x field x linear layers x approximation (ValueError); the
     protocol's part only when `protocol` is given."""
-    settings = (("field", field, FIELDS), ("linear layers", linear_layers, linear.LINEAR_LAYERS))
-    for kind, value, known in settings + ((("protocol", protocol, PROTOCOLS),) if protocol is not None else ()):
+    protocol = None if protocol is None else protocols.get(protocol)
+    for kind, value, known in (("field", field, FIELDS), ("linear layers", linear_layers, linear.LINEAR_LAYERS)):
         if value not in known:
             raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(known)}")
     if approx.needs_correlation:
         sine.check_field(field)
-        if protocol in DEALER_FREE:
+        if protocol is not None and protocol.dealer_free:
             raise ValueError(f"{protocol} runs without a dealer, and the {approx.gelu!r} GeLU needs dealt randomness: "
                              "use --gelu puma (PUMA's GeLU, what `secformer bench` runs for SecFormer under Cheetah) or --gelu secformer_poly")
     if linear_layers == "fixed-mask":
@@ -77,22 +78,19 @@ def check_settings(approx: ApproxSet, field: str = "fm64", linear_layers: str = 
 SIMULATION_DEALER = "in-process (simulation)"
 
 
-def privacy(protocol: str, dealt: bool, dealer: str = SIMULATION_DEALER, reproducible: bool = False) -> dict:
+def privacy(protocol: Protocol | str, dealt: bool, dealer: str = SIMULATION_DEALER, reproducible: bool = False) -> dict:
     """What a run may claim (semi-honest parties): {"private", "private_why", "dealer"} for `protocol`, with
     randomness dealt (`dealt`) by `dealer` ("in-process (simulation)", "data owner", "separate process");
     `reproducible`: the dealt masks follow from a public seed (`Dealer.from_seed`, benchmarks)."""
-    if protocol == "semi2k":
-        why = ("SPU 0.9.5's SEMI2K takes its Beaver triples from the trusted-first-party provider: party 0 generates "
-               "them and can unmask every product's inputs (the wheel has a trusted-third-party client but no server)")
-        private = False
+    protocol = protocols.get(protocol)
+    if protocol.first_party_triples:
+        private, why = False, protocol.private_why
     elif dealt and reproducible:
         private, why = False, "the dealt masks follow from a public seed (--dealer-seed, for reproducible benchmarks): anyone can recompute them"
     elif dealt and dealer == "data owner":
         private, why = False, "the data owner deals the GeLU masks: with any one computing party it recovers every layer's GeLU input"
     else:
-        kind = {"aby3": "3PC replicated sharing (honest majority)", "cheetah": "2PC without a dealer (OT/HE)"}.get(protocol, protocol)
-        why = f"{kind}: no single computing party learns an input or the output"
-        private = True
+        private, why = True, protocol.private_why
         if dealt:
             why += "; the dealt masks come from a dealer that sees no share and colludes with no party"
     return {"private": private, "private_why": why, "dealer": dealer if dealt else None}
@@ -177,7 +175,7 @@ class ProgramBuilder:
         self._sites: dict = {}
         self._programs: dict = {}
 
-    def check(self, protocol: str) -> None:
+    def check(self, protocol: Protocol) -> None:
         """Refuse `protocol` where it cannot run these settings (ValueError)."""
         check_settings(self.approx, self.field, self.linear_layers, protocol)
 
@@ -194,7 +192,7 @@ class ProgramBuilder:
         zeros = lambda: [jnp.zeros(np.shape(data[n]), data[n].dtype) for n in self.data_names]
         return jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *zeros()))["params"]
 
-    def setup(self, protocol: str, data: dict, dealer: Dealer | None = None) -> linear.FixedMasks | None:
+    def setup(self, protocol: Protocol, data: dict, dealer: Dealer | None = None) -> linear.FixedMasks | None:
         """Once per model and protocol: which products are fixed-mask ones under `protocol` and, with `dealer`,
         the dealer's B for each; None with SPU's own products, or where none pays under `protocol` (ABY3 on
         a model without layers: then there is no setup either). `data`: example inputs (their shapes locate

@@ -40,13 +40,9 @@ import spu.api as spu_api
 import spu.libspu as libspu
 import spu.utils.frontend as spu_fe
 
-from . import beaver
+from . import beaver, protocols
+from .protocols import Protocol
 
-PROTOCOLS = {
-    "semi2k": (libspu.ProtocolKind.SEMI2K, 2),
-    "cheetah": (libspu.ProtocolKind.CHEETAH, 2),
-    "aby3": (libspu.ProtocolKind.ABY3, 3),
-}
 FIELDS = {"fm64": (libspu.FieldType.FM64, 18), "fm128": (libspu.FieldType.FM128, 40)}
 # Runtime and compiler options of SPU's own PUMA benchmarks, used for every method so that all of them run
 # on one backend: Taylor exp (only exp-based softmaxes use it) and x / broadcast(y) -> x * broadcast(1 / y).
@@ -61,13 +57,13 @@ def _choice(kind: str, value: str, choices) -> str:
     return value
 
 
-def runtime_config(protocol: str = "aby3", field: str = "fm64", *, profile: bool = True, **options) -> libspu.RuntimeConfig:
+def runtime_config(protocol: Protocol | str = protocols.DEFAULT, field: str = "fm64", *, profile: bool = True, **options) -> libspu.RuntimeConfig:
     """SPU runtime config. `options` set RuntimeConfig attributes, e.g. fxp_exp_mode (PUMA's Taylor exp)."""
-    kind, _ = PROTOCOLS[_choice("protocol", protocol, PROTOCOLS)]
+    protocol = protocols.get(protocol)
     ftype, frac_bits = FIELDS[_choice("field", field, FIELDS)]
-    config = libspu.RuntimeConfig(protocol=kind, field=ftype, fxp_fraction_bits=frac_bits)
+    config = libspu.RuntimeConfig(protocol=protocol.kind, field=ftype, fxp_fraction_bits=frac_bits)
     config.enable_pphlo_profile = profile
-    config.enable_hal_profile = profile and protocol == "semi2k"  # the MPC-level profile `beaver.dealer_bytes` reads
+    config.enable_hal_profile = profile and protocol.first_party_triples  # the MPC-level profile `beaver.dealer_bytes` reads
     for name, value in options.items():
         if not hasattr(config, name):
             raise ValueError(f"unknown SPU runtime option {name!r}")
@@ -300,10 +296,10 @@ def _compile(fn, example_args: tuple, public: list[bool], names: list[str], copt
 class Simulation:
     """All parties of one protocol in this process, linked by in-memory channels (SPU's simulator)."""
 
-    def __init__(self, protocol: str = "aby3", field: str = "fm64", **options):
-        self.protocol, self.field = protocol, field
-        self.config = runtime_config(protocol, field, **options)
-        self.world_size = PROTOCOLS[protocol][1]
+    def __init__(self, protocol: Protocol | str = protocols.DEFAULT, field: str = "fm64", **options):
+        self.protocol, self.field = protocols.get(protocol), field
+        self.config = runtime_config(self.protocol, field, **options)
+        self.world_size = self.protocol.parties
         self.io = spu_api.Io(self.world_size, self.config)
         self._share_sizes: dict = {}  # dtype -> (bytes per element, header bytes) of SPU's shares
 
@@ -387,7 +383,7 @@ class Simulation:
         if cost is not None:  # SPU's worker pools serve every party: their time goes in proportion to each party's own
             own = sum(thread_cpu) or 1.0
             cost.party_compute_seconds = [cpu * t / own for t in thread_cpu]
-            if self.protocol == "semi2k":
+            if self.protocol.first_party_triples:
                 cost.beaver_bytes = beaver.dealer_bytes(captured["text"], program.mlir, self.field, self.world_size, cost.send_bytes)
         if keep:
             return kept | {keep["outputs"]: results}, cost

@@ -36,7 +36,7 @@ class StagedClassifier:
 
     def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", block: int = 0):
         self.config = config
-        embeddings = BertEmbeddings(config, approx, block)  # block: `inference.WEIGHT_BLOCKS` for the protocol
+        embeddings = BertEmbeddings(config, approx, block)  # block: the protocol's `weight_block`
         self.embedding = ProgramBuilder(embeddings, ("words", "types"), approx, field, linear_layers, name="embedding")
         self.layer = ProgramBuilder(BertLayer(config, approx, block), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
         self.head = ProgramBuilder(BertHead(config, approx, block), ("hidden",), approx, field, linear_layers, name="head")

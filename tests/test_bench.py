@@ -114,14 +114,16 @@ def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs, tin
     save(tmp_path, "ops", meta, op_recs)
     save(tmp_path, "model", meta | {"threads": here}, tiny_model_recs)
     save(tmp_path, "model-full", meta | {"threads": here, "party_threads": {"p0": party}}, tiny_full_recs)
+    save(tmp_path, "model-spu-threads", meta | {"threads": here | {"plan": "spu", "omp_thread_limit_in_effect": 7}}, tiny_model_recs)
     report = (tmp_path / "REPORT.md").read_text()
     assert "- threads: not recorded" in report  # an old result
     assert f"- threads: OMP_THREAD_LIMIT={here['OMP_THREAD_LIMIT']}, OMP_NUM_THREADS={here['OMP_NUM_THREADS']}, " in report
+    assert "- threads: SPU's own counts (SECFORMER_THREADS=spu; OpenMP limit in effect: 7)" in report
     assert "- threads: p0: OMP_THREAD_LIMIT=2, " in report and "(set by the user: OMP_THREAD_LIMIT)" in report
     assert "## Extrapolation check" in report and "| bert-tiny | semi2k | puma | 1 -> 2 |" in report
     assert "| gelu | 64 | semi2k | puma |" in report and "| bert-tiny | semi2k | secformer |" in report
     assert (tmp_path / "model.png").stat().st_size > 1000
-    assert [name for name, _, _ in load(tmp_path)] == ["model-full", "model", "ops"]  # sorted by file name
+    assert [name for name, _, _ in load(tmp_path)] == ["model-full", "model-spu-threads", "model", "ops"]  # sorted by file name
     (tmp_path / "junk.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ValueError, match="not a benchmark result"):
         render(tmp_path)
@@ -131,7 +133,7 @@ def test_report_renders_tables_and_plots(tmp_path, op_recs, tiny_model_recs, tin
     "argv, message",
     [
         (["bench", "ops", "--methods", "crypten"], "unknown 'crypten'"),
-        (["bench", "ops", "--protocols", "aby3,spdz"], "unknown 'spdz'"),
+        (["bench", "ops", "--protocols", "aby3,spdz"], "unknown protocol 'spdz'; choose one of: semi2k, cheetah, aby3"),
         (["bench", "ops", "--ops", "tanh"], "unknown 'tanh'"),
         (["bench", "ops", "--sweep", "10,x"], "comma-separated integers"),
         (["bench", "model", "--model", "gpt2"], "invalid choice: 'gpt2'"),

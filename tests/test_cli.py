@@ -32,7 +32,7 @@ def test_infer_writes_the_documented_json(tiny_checkpoint, tmp_path, capsys):
     "argv, message",
     [
         (["--approx", "fancy"], "invalid choice: 'fancy'"),
-        (["--protocol", "spdz"], "invalid choice: 'spdz'"),
+        (["--protocol", "spdz"], "argument --protocol: unknown protocol 'spdz'; choose one of: semi2k, cheetah, aby3"),
         (["--gelu", "relu"], "invalid choice: 'relu'"),
     ],
 )

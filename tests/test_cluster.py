@@ -52,7 +52,7 @@ def local_config(tmp_path, name, connect_timeout_s=20, recv_timeout_s=120):
 @pytest.mark.parametrize("name", ["3pc_aby3", "2pc_semi2k", "2pc_cheetah"])
 def test_committed_configs_load(name):
     config = load_config(f"spu_configs/{name}.json")
-    assert len(config.parties) == {"aby3": 3, "semi2k": 2, "cheetah": 2}[config.protocol]
+    assert len(config.parties) == {"aby3": 3, "semi2k": 2, "cheetah": 2}[config.protocol.name]
     assert config.runtime_config().fxp_exp_mode.name == "EXP_TAYLOR"
 
 
@@ -132,14 +132,14 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
         assert out["setup"]["model_owner_bytes"] == pytest.approx(simulated.setup["model_owner_bytes"], rel=1e-3)
     assert np.argmax(out["logits"]) == np.argmax(simulated.plaintext_logits[0])
     # communication is deterministic (Cheetah's to ~0.01%): the party processes send what the simulated parties send
-    if config.protocol == "cheetah":
+    if config.protocol.name == "cheetah":
         assert out["cost"]["send_bytes"] == pytest.approx(simulated.cost.send_bytes, rel=1e-3)
     else:
         assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
         assert out["cost"]["send_actions"] == simulated.cost.send_actions
     # SEMI2K's own triples: each party process counts them from its own profile, as the simulation does
     assert out["cost"]["beaver_bytes"] == simulated.cost.beaver_bytes
-    assert (simulated.cost.beaver_bytes > 0) if config.protocol == "semi2k" else simulated.cost.beaver_bytes is None
+    assert (simulated.cost.beaver_bytes > 0) if config.protocol.name == "semi2k" else simulated.cost.beaver_bytes is None
     assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
     # measured per process: each party's CPU time in the run, each process's peak memory
     assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
@@ -148,7 +148,7 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     # a separate dealer dealt the GeLU masks (and the fixed masks): the run is private under ABY3 and
     # Cheetah (no dealer at all), not under SEMI2K (party 0 deals SPU's own triples)
     dealt = PRESETS[preset].needs_correlation or linear_layers == "fixed-mask"
-    assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol != "semi2k")
+    assert out["dealer"] == ("separate process" if dealt else None) and out["private"] == (config.protocol.name != "semi2k")
     # every byte each role received, at the link layer, against its senders' ledgers and the protocol
     _audit(config, tmp_path / "logs", classifier, 16, dealt)
     values = [f"{v:.3f}" for v in out["logits"]]

@@ -1,5 +1,5 @@
 """A model run as one SPU program per stage (`secformer_jax/stages.py`) and the products in weight blocks
-Cheetah needs (`model._product`, `inference.WEIGHT_BLOCKS`)."""
+Cheetah needs (`model._product`, `Protocol.weight_block`)."""
 
 import re
 
@@ -11,7 +11,8 @@ from secformer_jax.approx import PRESETS
 from secformer_jax.bench.model import _data, _Run, model_config, model_records, uses_layer_programs
 from secformer_jax.bench.network import LAN, WAN
 from secformer_jax.bench.report import save
-from secformer_jax.inference import WEIGHT_BLOCKS, classifier_builder
+from secformer_jax.inference import classifier_builder
+from secformer_jax.protocols import PROTOCOLS
 from secformer_jax.model import _embed, _product, init_params
 from secformer_jax.program import check_settings
 from secformer_jax.randomness import Dealer
@@ -67,7 +68,7 @@ def test_stage_programs_equal_the_single_program(method, protocol, linear_layers
 
 
 def test_products_in_weight_blocks_are_the_same_sum():
-    """`model._product` in blocks of the weight (Cheetah's memory: `inference.WEIGHT_BLOCKS`): ragged and
+    """`model._product` in blocks of the weight (Cheetah's memory: `Protocol.weight_block`): ragged and
     exact tilings, the one-hot word product, and under SPU."""
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=(2, 5, 20)).astype(np.float32), rng.normal(size=(20, 13)).astype(np.float32)
@@ -81,7 +82,7 @@ def test_products_in_weight_blocks_are_the_same_sum():
         np.testing.assert_allclose(np.asarray(_embed(table, onehot, block)), whole, atol=1e-6)
     out, _ = Simulation("semi2k").run(compile_program(lambda t, x: _embed(t, x, 7), table, onehot), table, onehot)
     np.testing.assert_allclose(out, whole, atol=1e-4)
-    assert WEIGHT_BLOCKS == {"cheetah": 768}  # the other protocols take whole products
+    assert {p.name: p.weight_block for p in PROTOCOLS.values() if p.weight_block} == {"cheetah": 768}  # the others: whole products
 
 
 def test_a_model_in_weight_blocks_runs_more_smaller_products_with_the_same_logits():

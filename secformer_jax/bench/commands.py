@@ -7,8 +7,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..cli_options import protocol_type
 from ..linear import LINEAR_HELP, LINEAR_LAYERS
-from ..spu_runner import FIELDS, PROTOCOLS
+from ..protocols import DEFAULT, PROTOCOLS
+from ..spu_runner import FIELDS
 
 
 def _csv(choices=None):
@@ -22,6 +24,11 @@ def _csv(choices=None):
         return values
 
     return parse
+
+
+def _protocols(text: str) -> list:
+    """--protocols NAME,NAME -> their `Protocol`s."""
+    return [protocol_type(name) for name in _csv()(text)]
 
 
 def _sizes(text: str) -> list[int]:
@@ -41,7 +48,7 @@ def add_bench_commands(sub) -> None:
     bench = sub.add_parser("bench", help="cost harness: SecFormer vs PUMA vs MPCFormer on one SPU backend")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--protocols", type=_csv(PROTOCOLS), help="comma-separated: semi2k,cheetah,aby3 (default: aby3, or the --cluster config's)")
+    common.add_argument("--protocols", type=_protocols, help=f"comma-separated: {','.join(PROTOCOLS)} (default: {DEFAULT}, or the --cluster config's)")
     common.add_argument("--field", default="fm64", choices=list(FIELDS))
     common.add_argument("--lan", default="1000,0.5", help="modelled LAN as MBIT_PER_S,RTT_MS (default 1000,0.5)")
     common.add_argument("--wan", default="100,40", help="modelled WAN as MBIT_PER_S,RTT_MS (default 100,40)")
@@ -91,13 +98,13 @@ def run_bench(args) -> dict:
 
             protocol = load_config(args.cluster).protocol
             if args.protocols not in (None, [protocol]):
-                raise ValueError(f"--cluster {args.cluster} runs {protocol}; --protocols {','.join(args.protocols)} does not match")
+                raise ValueError(f"--cluster {args.cluster} runs {protocol}; --protocols {','.join(map(str, args.protocols))} does not match")
             args.protocols = [protocol]
             runners = {protocol: stack.enter_context(LocalCluster(args.cluster))}
             meta["runner"] = f"cluster {args.cluster} (one process per party, loopback links)"
             meta["party_threads"] = runners[protocol].threads()
         else:
-            args.protocols = args.protocols or ["aby3"]
+            args.protocols = args.protocols or [DEFAULT]
             meta["runner"] = "simulation (all parties in one process)"
         records, name = _records(args, networks, runners)
     path = save(args.out, name, meta, records)
@@ -114,7 +121,7 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
         total = len(shape_sets) * pairs * len(args.protocols)
         with tqdm(total=total, desc="bench ops", unit="run") as bar:
             records = op_records(args.ops, args.methods, args.protocols, shape_sets, networks, args.field, progress=bar.update, runners=runners)
-        return records, args.name or "ops-" + "-".join(args.protocols)
+        return records, args.name or "ops-" + "-".join(map(str, args.protocols))
     from .model import model_config, model_records, runs_per_method, uses_layer_programs
 
     if args.seq_len < 1 or args.batch < 1:
@@ -122,7 +129,8 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
     total_layers = model_config(args.model).num_hidden_layers
     if args.layer_programs is None and uses_layer_programs(args.protocols, args.layers):
         args.layer_programs = True
-        tqdm.write("Cheetah: one SPU program per stage (--layer-programs; the whole model as one program does not fit 24 GiB)")
+        staged = ", ".join(p.name for p in args.protocols if p.layer_programs)
+        tqdm.write(f"{staged}: one SPU program per stage (--layer-programs; the whole model as one program does not fit 24 GiB)")
     total = len(args.methods) * runs_per_method(args.protocols, args.layers, total_layers, args.layer_programs)
     with tqdm(total=total, desc=f"bench {args.model}", unit="run") as bar:
         records = model_records(
@@ -130,4 +138,4 @@ def _records(args, networks, runners) -> tuple[list[dict], str]:
             progress=bar.update, runners=runners, linear_layers=args.linear, dealer_seed=args.dealer_seed, layer_programs=args.layer_programs,
         )
     suffix = ("-fixed-mask" if args.linear == "fixed-mask" else "") + ("-layer-programs" if args.layer_programs else "")
-    return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(args.protocols) + suffix
+    return records, args.name or f"model-{args.model}-{args.seq_len}-" + "-".join(map(str, args.protocols)) + suffix

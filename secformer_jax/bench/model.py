@@ -32,9 +32,11 @@ import spu.libspu as libspu
 from transformers import BertConfig
 
 from ..approx import METHODS, PRESETS, ApproxSet, sine
-from ..inference import WEIGHT_BLOCKS, classifier_builder
+from ..inference import classifier_builder
 from ..model import BertEmbeddings, BertLayer, init_params
-from ..program import DEALER_FREE, ProgramBuilder, privacy
+from ..program import ProgramBuilder, privacy
+from ..protocols import Protocol
+from ..protocols import get as protocol_named
 from ..randomness import Dealer
 from ..spu_runner import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, Cost, Simulation, compile_program, peak_rss_bytes
 from ..stages import StagedClassifier
@@ -90,7 +92,7 @@ def _module_run(module, data_names, approx, field, linear_layers, data: dict, ou
     return _Run(builder, params, data)
 
 
-def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, field: str, linear_layers: str, protocol: str | None = None):
+def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len: int, field: str, linear_layers: str, protocol: Protocol | None = None):
     """{category: (piece, count per model)}: a piece is a `_Run` of one of the model's own modules with no
     nonlinearity (embedding: `BertEmbeddings`; linear: one `BertLayer`, its products and additions), or
     (function, args) of the method's nonlinearity at the model's shapes (module doc)."""
@@ -99,9 +101,10 @@ def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len:
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     _, data = _data(config, batch, seq_len, 1)
     n = config.num_hidden_layers
-    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, WEIGHT_BLOCKS.get(protocol, 0)), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
+    block = protocol.weight_block if protocol is not None else 0
+    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, block), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
                             {"words": data["words"], "types": data["types"]}, name="embedding")
-    layer = _module_run(BertLayer(config, NO_NONLINEARITY, WEIGHT_BLOCKS.get(protocol, 0)), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
+    layer = _module_run(BertLayer(config, NO_NONLINEARITY, block), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
                         {"hidden": f32(b, l, h), "mask": data["mask"]}, lambda out: out[0], "linear")
     gelu_args = (f32(b, l, i) * 3,)
     if approx.needs_correlation:
@@ -166,9 +169,11 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     values); `dealer_seed` makes them reproducible (recorded in each record as `dealer_seed`).
     `layer_programs`: run the model as one program per stage (`stages.py`: embedding, every layer, head;
     every layer run, none extrapolated) instead of one program; None (the default): layer programs when the
-    protocols include Cheetah and `layers` is None (`uses_layer_programs`). Under a protocol without a dealer (Cheetah)
-    a method whose GeLU needs dealt randomness runs PUMA's GeLU instead (`ApproxSet.dealer_free`; the
-    record's `approx` says so); the products with weights run in blocks there (`inference.WEIGHT_BLOCKS`)."""
+    protocols include one whose `Protocol.layer_programs` is set and `layers` is None (`uses_layer_programs`).
+    Under a protocol without a dealer (`Protocol.dealer_free`) a method whose GeLU needs dealt randomness runs
+    PUMA's GeLU instead (`ApproxSet.dealer_free`; the record's `approx` says so); the products with weights
+    run in the protocol's `weight_block`s. `protocols`: `Protocol`s or their names."""
+    protocols = [protocol_named(p) for p in protocols]
     runs_made = itertools.count()
 
     def new_dealer() -> Dealer:  # one per run: a stream name is used once per dealer
@@ -189,7 +194,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
-    approx_for = lambda method, protocol: PRESETS[method].dealer_free() if protocol in DEALER_FREE else PRESETS[method]
+    approx_for = lambda method, protocol: PRESETS[method].dealer_free() if protocol.dealer_free else PRESETS[method]
     for method in methods:
         for protocol in protocols:
             classifier_builder(full, approx_for(method, protocol), field, linear_layers, protocol).check(protocol)
@@ -197,7 +202,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             "dealer_seed": dealer_seed, "programs": "one per stage" if layer_programs else "one"}
     plain_s = plaintext_seconds(full, batch, seq_len)
     records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
-    simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
+    simulations = {protocol_named(p): r for p, r in runners.items()} if runners else {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     ids, data = _data(full, batch, seq_len, 0)
     plain_inputs = {"words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
     counts = sorted({measured, 0} if measured < total_layers else {measured})
@@ -207,11 +212,11 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
         runs_of, pieces_of = {}, {}
         for protocol in protocols:
             approx = approx_for(method, protocol)
-            key = (approx, WEIGHT_BLOCKS.get(protocol, 0))
+            key = (approx, protocol.weight_block)
             sim = simulations[protocol]
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
-                staged = StagedClassifier(full, approx, field, linear_layers, WEIGHT_BLOCKS.get(protocol, 0))
+                staged = StagedClassifier(full, approx, field, linear_layers, protocol.weight_block)
                 masks, setup_cost = staged.setup(sim, params, data, new_dealer())
                 stage_costs = []
                 out, total, dealt = staged.run(sim, params, data, masks, new_dealer(), progress=lambda _: progress(1) if progress else None,
@@ -258,7 +263,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             dealt_what = ["dealt GeLU randomness"] * approx.needs_correlation + ["fixed-mask A and C"] * fixed_mask
             records.append(
                 base | {
-                    "method": method, "protocol": protocol, "approx": approx.to_dict(), "measured_layers": measured,
+                    "method": method, "protocol": protocol.name, "approx": approx.to_dict(), "measured_layers": measured,
                     **privacy(protocol, bool(dealt_what), reproducible=dealer_seed is not None),
                     "extrapolated": measured < total_layers, **cost_fields(total, networks, offline_bytes),
                     **({"stages": stage_costs} if layer_programs else {"by_category": by_category}),
@@ -274,10 +279,10 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
 
 
 def uses_layer_programs(protocols, layers: int | None) -> bool:
-    """Whether `model_records` runs layer programs when not told: under Cheetah, unless `layers` asks for an
-    extrapolation. The whole BERT-base as one Cheetah program does not fit 24 GiB (OOM-killed after 700 s);
-    one program per stage does (`results/model-bert-base-128-cheetah-*`)."""
-    return "cheetah" in protocols and layers is None
+    """Whether `model_records` runs layer programs when not told: under a protocol whose `layer_programs` is
+    set (Cheetah: the whole BERT-base as one program does not fit 24 GiB, one program per stage does;
+    `results/model-bert-base-128-cheetah-*`), unless `layers` asks for an extrapolation."""
+    return any(protocol_named(p).layer_programs for p in protocols) and layers is None
 
 
 def runs_per_method(protocols, layers, total_layers, layer_programs: bool = False) -> int:

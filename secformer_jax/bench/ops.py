@@ -143,12 +143,13 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
     """Benchmark `ops` x `methods` x shapes (each compiled once) x `protocols` (each run once).
 
     `shape_sets`: list of (label, {op: shape}) such as ("bert-base", MODEL_OP_SHAPES["bert-base"]).
-    `runners`: {protocol: object with run(program, *args) -> (outputs, Cost)}, default SPU simulations
+    `protocols`: `Protocol`s or their names. `runners`: {Protocol or its name: object with run(program, *args) -> (outputs, Cost)}, default SPU simulations
     (a `cluster.LocalCluster` runs through party processes instead).
     Returns one record per run; `progress(n)` is called after each run.
     """
     from .. import dealing
-    from ..program import DEALER_FREE, privacy
+    from ..program import privacy
+    from ..protocols import get
     from ..randomness import Dealer
     from ..spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
     from .records import cost_fields
@@ -158,7 +159,8 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
             raise ValueError(f"unknown op {op!r}; choose from: {', '.join(OPS)}")
         if any(m in OPS[op].dealt for m in methods):
             sine.check_field(field)
-    simulations = runners or {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
+    protocols = [get(p) for p in protocols]
+    simulations = {get(p): r for p, r in runners.items()} if runners else {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     records = []
     rng = np.random.default_rng(seed)
     for label, shapes in shape_sets:
@@ -170,7 +172,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                 dealt = (case.dealt[method](inputs[0].shape, Dealer().stream(op)),) if method in case.dealt else ()
                 program = compile_program(fn, *inputs, *dealt, name=f"{op}_{method}")
                 for protocol in protocols:
-                    if dealt and protocol in DEALER_FREE:  # no dealer under Cheetah (`program.check_settings`)
+                    if dealt and protocol.dealer_free:  # nothing dealt runs there (`program.check_settings`)
                         print(f"note: {op} {method} needs a dealer; not run under {protocol}", file=sys.stderr)
                         if progress:
                             progress(1)
@@ -181,7 +183,7 @@ def op_records(ops, methods, protocols, shape_sets, networks, field="fm64", seed
                     offline = {"send_bytes": shares.send_bytes, "what": "seeds and corrections sent by the dealer"} if dealt else None
                     records.append(
                         {
-                            "kind": "op", "op": op, "method": method, "protocol": protocol, "field": field,
+                            "kind": "op", "op": op, "method": method, "protocol": protocol.name, "field": field,
                             "shape_set": label, "shape": list(shapes[op]), "elements": int(np.prod(inputs[0].shape)),
                             **cost_fields(cost, networks, offline["send_bytes"] if offline else 0),
                             "max_abs_error": max_error(case, inputs, out),

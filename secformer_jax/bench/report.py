@@ -232,6 +232,8 @@ def _plot_ops(records, path, x_key="send_bytes", ylabel="MB sent (all parties)")
 def thread_note(meta: dict) -> str:
     """The run's SPU thread counts in one line: each party process's where they ran apart, else this process's."""
     def one(t: dict) -> str:
+        if t.get("plan") == "spu":
+            return f"SPU's own counts (SECFORMER_THREADS=spu; OpenMP limit in effect: {t.get('omp_thread_limit_in_effect')}) on {t['cores']} cores"
         values = ", ".join(f"{k}={t[k]}" for k in ("OMP_THREAD_LIMIT", "OMP_NUM_THREADS", "YACL_NUM_THREADS"))
         mine = f" (set by the user: {', '.join(t['set_by_user'])})" if t.get("set_by_user") else ""
         return f"{values} on {t['cores']} cores{mine}"

@@ -1,13 +1,13 @@
 """Cluster configs (`spu_configs/*.json`): who runs where, which protocol, which SPU runtime options.
 
-A config names the computing parties (2 for semi2k and cheetah, 3 for aby3), each with two addresses:
+A config names a protocol (`protocols.PROTOCOLS`) and its computing parties (`Protocol.parties`), each with two addresses:
 `mpc_address` for the SPU protocol link among the parties and `io_address` for the link that carries
 secret shares from the owners and output shares back; the two owners' `address`es (data owner:
 the text, the only one to receive the logits; model owner: the weights) and the dealer's (the correlated
 randomness of a protocol GeLU: a process that is neither an owner nor a computing party and receives no
 data, only the model owner's stop). Example:
 
-    {"protocol": "aby3", "field": "fm64",
+    {"protocol": "<name>", "field": "fm64",
      "parties": [{"id": "p0", "mpc_address": "127.0.0.1:61530", "io_address": "127.0.0.1:61540"}, ...],
      "data_owner": {"address": "127.0.0.1:61550"}, "model_owner": {"address": "127.0.0.1:61551"},
      "dealer": {"address": "127.0.0.1:61552"},
@@ -28,7 +28,8 @@ from typing import Any
 
 import spu.libspu as libspu
 
-from ..spu_runner import FIELDS, PROTOCOLS, SPU_RUNTIME_OPTIONS, runtime_config
+from ..protocols import PROTOCOLS, Protocol
+from ..spu_runner import FIELDS, SPU_RUNTIME_OPTIONS, runtime_config
 from ..threads import Plan, cores
 
 DATA_OWNER, MODEL_OWNER, DEALER = "data_owner", "model_owner", "dealer"
@@ -51,7 +52,7 @@ class Party:
 class ClusterConfig:
     """A validated cluster config. I/O link ranks: 0 data owner, 1 model owner, 2 dealer, 3 + i computing party i."""
 
-    protocol: str
+    protocol: Protocol
     field: str
     parties: tuple[Party, ...]
     data_owner: str
@@ -106,7 +107,7 @@ class ClusterConfig:
     def to_json(self) -> dict:
         enum_name = lambda v: v.name if hasattr(v, "name") else v
         return {
-            "protocol": self.protocol,
+            "protocol": self.protocol.name,
             "field": self.field,
             "parties": [dataclasses.asdict(p) for p in self.parties],
             DATA_OWNER: {"address": self.data_owner},
@@ -176,12 +177,13 @@ def _runtime_options(options: Any, where: str) -> dict[str, Any]:
 def parse_config(raw: Any, source: str = "<dict>") -> ClusterConfig:
     """Validate a config's JSON object (see the module doc); ConfigError names the first bad field."""
     top = _object(raw, source, {"protocol", "parties", *OWNERS}, {"field", "runtime_options", "link", "comment"})
-    protocol, field = top["protocol"], top.get("field", "fm64")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{source}: protocol: unknown {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    name, field = top["protocol"], top.get("field", "fm64")
+    if not isinstance(name, str) or name not in PROTOCOLS:
+        raise ConfigError(f"{source}: protocol: unknown {name!r}; choose one of: {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[name]
     if field not in FIELDS:
         raise ConfigError(f"{source}: field: unknown {field!r}; choose one of: {', '.join(FIELDS)}")
-    world = PROTOCOLS[protocol][1]
+    world = protocol.parties
     if not isinstance(top["parties"], list) or len(top["parties"]) != world:
         got = len(top["parties"]) if isinstance(top["parties"], list) else type(top["parties"]).__name__
         raise ConfigError(f"{source}: parties: {protocol} needs exactly {world} computing parties, got {got}")

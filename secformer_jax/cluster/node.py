@@ -98,7 +98,7 @@ def classify_text(config: ClusterConfig, text: str, text_pair: str | None, max_l
         "text": text,
         "text_pair": text_pair,
         "model": facts["model"],
-        "protocol": config.protocol,
+        "protocol": config.protocol.name,
         "field": config.field,
         "parties": [p.id for p in config.parties],
         "approx": facts["approx"],

@@ -92,7 +92,7 @@ def run_party(config: ClusterConfig, party_id: str, log: Callable[[str], None] =
                 kept[keep["outputs"]], outputs = outputs, []
             profile = "\n".join(line for line in captured["text"].splitlines() if any(k in line for k in _PROFILE_LINES))
             beaver_bytes = None
-            if config.protocol == "semi2k":  # what a third-party dealer would send for SPU's products (beaver.py)
+            if config.protocol.first_party_triples:  # what a third-party dealer would send for SPU's products (beaver.py)
                 own = parse_profile(captured["text"], seconds, 1)
                 beaver_bytes = beaver.dealer_bytes(captured["text"], executable.code.decode("utf-8"), config.field, 1, own.send_bytes)
             entries, out_blobs = wire.pack_shares(outputs)

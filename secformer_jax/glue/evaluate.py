@@ -21,6 +21,7 @@ from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint, read_metadata
 from ..inference import Encoded, PrivateClassifier, check_finite, classifier_builder
 from ..program import privacy
+from ..protocols import DEFAULT, Protocol, get
 from .batches import Tokenized, bucket, eval_batches, tokenize
 from .gelu_range import check_gelu_range, gelu_inputs
 from .tasks import compute_metrics, get_task, predictions, read_task
@@ -65,7 +66,7 @@ def spu_batches(data: Tokenized, index: np.ndarray, batch: int) -> list[np.ndarr
     return runs
 
 
-def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: str, field: str, linear_layers: str = "spu",
+def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: Protocol, field: str, linear_layers: str = "spu",
             batch: int = 16) -> dict:
     """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding), run
     `batch` examples of one bucket per program (`spu_batches`); a run's seconds and bytes are shared equally by its
@@ -90,11 +91,11 @@ def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: st
 
 
 def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = None, max_length: int = 128,
-             glue_dir=None, spu_examples: int = 0, protocol: str = "aby3", field: str = "fm64",
+             glue_dir=None, spu_examples: int = 0, protocol: Protocol | str = DEFAULT, field: str = "fm64",
              max_examples: int | None = None, overrides: dict | None = None, linear_layers: str = "spu", spu_batch: int = 16) -> dict:
     """Dev metrics of `model_dir` on `task_name` under a preset (default: the one its `secformer.json` names,
     else plaintext), in plaintext and, with `spu_examples` > 0, under SPU on that many examples."""
-    task = get_task(task_name)
+    task, protocol = get_task(task_name), get(protocol)
     if spu_examples < 0 or (max_examples is not None and max_examples < 1) or spu_batch < 1:
         raise ValueError(f"--spu-examples must be >= 0, --max-examples and --spu-batch >= 1, got {spu_examples}, {max_examples} and {spu_batch}")
     metadata = read_metadata(model_dir)
@@ -133,7 +134,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         spu_preds, plain_preds = predictions(task, run["private"]), predictions(task, run["plaintext"])
         labels = examples.labels[index]
         out["spu"] = {
-            "protocol": protocol, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
+            "protocol": protocol.name, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
             **privacy(protocol, approx.needs_correlation or linear_layers == "fixed-mask"),
             "metrics": compute_metrics(task, spu_preds, labels),
             "plaintext_metrics": compute_metrics(task, plain_preds, labels),
