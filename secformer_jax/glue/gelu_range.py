@@ -1,6 +1,5 @@
-"""A checkpoint's GeLU input range: measured on data, recorded in its `secformer.json`, checked against a GeLU
-that is right only on a bounded domain (the cosine series, `sine.cosine_gelu`: the program cannot check
-its secret inputs, so the range must be known before it runs)."""
+"""A checkpoint's GeLU input range, measured on its training data and recorded in its `secformer.json` (the
+smallest cosine spec covering it included); `gelu_domain.py` checks a GeLU against it at inference."""
 
 from __future__ import annotations
 
@@ -34,31 +33,3 @@ def gelu_inputs(config, params: dict, approx: ApproxSet, data: Tokenized, batch_
     domain = approx.gelu_domain
     return {"min": lo, "max": hi, "domain": domain, "inside": None if domain is None else bool(np.abs([lo, hi]).max() <= domain),
             "fourier_gelu": sine.spec_for_range(lo, hi) if np.isfinite([lo, hi]).all() else None}
-
-
-def check_gelu_range(metadata: dict, approx: ApproxSet, source: str) -> str | None:
-    """Refuse (ValueError) a GeLU whose domain the checkpoint's recorded GeLU inputs (`secformer.json`'s
-    "gelu_inputs", measured on its training data) leave, naming the spec that covers them. Returns a note
-    when the GeLU has a domain but the checkpoint records no range (nothing to check against), else None."""
-    domain = approx.gelu_domain
-    if domain is None:
-        return None
-    recorded = metadata.get("gelu_inputs")
-    if recorded is None:
-        return (f"note: --gelu {approx.gelu} is right only for |x| <= {domain:g} and {source} records no GeLU input range "
-                "(secformer.json, written by secformer finetune / distill): its inputs are not checked")
-    reach = max(abs(recorded["min"]), abs(recorded["max"]))
-    if not reach <= domain:
-        fit = recorded.get("fourier_gelu") or sine.spec_for_range(recorded["min"], recorded["max"])
-        advice = f"use --gelu {fit}" if fit else "no cosine series covers it: use --gelu secformer (comparisons bound it)"
-        raise ValueError(f"{source}'s GeLU inputs reach |x| = {reach:.1f} (secformer.json, measured on {recorded.get('measured_on', 'its data')}), "
-                         f"beyond --gelu {approx.gelu}'s domain |x| <= {domain:g}: {advice}")
-    return None
-
-
-def gelu_range_note(model_dir, approx: ApproxSet) -> str | None:
-    """`check_gelu_range` for a checkpoint directory (None: the embedded default model)."""
-    from ..checkpoint import read_metadata
-
-    return check_gelu_range(read_metadata(model_dir) if model_dir is not None else {}, approx,
-                            str(model_dir) if model_dir is not None else "the embedded default model")

