@@ -83,7 +83,7 @@ def test_other_architecture_is_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_readme_demo_on_the_embedded_minilm(tmp_path):
-    """The README's main job: MiniLM, SecFormer, ABY3 (about a minute; fits the SST-2 head on first use)."""
+    """The README's main job: MiniLM, SecFormer, ABY3 (about a minute; the shipped SST-2 head)."""
     out = tmp_path / "out.json"
     assert main(BASE + ["--protocol", "aby3", "--approx", "secformer", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
