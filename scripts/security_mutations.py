@@ -2,6 +2,7 @@
 tests that must catch it (the first entry, "unmutated", runs every one of those tests on the project as it is and must pass); writes results/security/mutations.json. Usage: .venv/bin/python scripts/security_mutations.py [NAME ...]"""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,13 @@ PY = f"{ROOT}/.venv/bin/python"
 OUT = os.path.join(ROOT, "results", "security", "mutations.json")
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
 
+
+def _portable(line: str) -> str:
+    """A failure line without this machine's paths (the checkout, the copies, pytest's temporary folders)."""
+    line = re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/", "<pytest-tmp>/", line)
+    return line.replace(ROOT + "/", "").replace(WORK + "/", "<copy>/")
+
+
 only = sys.argv[1:]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 results = {"commit": commit, "command": "python scripts/security_mutations.py", "mutations": {}}
@@ -101,7 +109,7 @@ for m in M:
     r = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m["tests"]], cwd=dst, capture_output=True, text=True,
                        env=os.environ | {"COLUMNS": "400"})  # wide: the summary keeps each failure's message
     tail = r.stdout.strip().splitlines()
-    failed = [l for l in tail if l.startswith("FAILED") or l.startswith("ERROR")]
+    failed = [_portable(l) for l in tail if l.startswith("FAILED") or l.startswith("ERROR")]
     results["mutations"][name] = {"rc": r.returncode, "caught_by": failed, "summary": tail[-1] if tail else "", "seconds": round(time.time() - start)}
     print(name, results["mutations"][name], flush=True)
     json.dump(results, open(OUT, "w"), indent=1)

@@ -156,6 +156,9 @@ def test_other_encoders_get_the_head_their_command_fitted_and_cached(tiny_checkp
     # the command: a checkpoint with its own classifier needs none
     assert sh.main(["--model", str(tiny_checkpoint[0])]) == 2
     assert "has its own classifier" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        sh.main(["--model", str(tiny_checkpoint[0]), "--l2", "0.1"])  # a cached head is keyed without l2: refused
+    assert e.value.code == 2 and "--l2: only for the default's head" in capsys.readouterr().err
 
 
 def test_inference_imports_nothing_from_training():

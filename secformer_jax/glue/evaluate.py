@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint, read_metadata
 from ..inference import Encoded, PrivateClassifier, check_finite, classifier_builder
+from ..gelu_domain import check_gelu_range
 from ..program import privacy
 from ..protocols import DEFAULT, Protocol, get
 from .batches import Tokenized, bucket, eval_batches, tokenize
-from ..gelu_domain import check_gelu_range
 from .gelu_range import gelu_inputs
 from .tasks import compute_metrics, get_task, predictions, read_task
 

@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.n_train is not None and args.n_train < 2) or args.max_length < 2 or (args.l2 is not None and args.l2 < 0):
         parser.error("--n-train and --max-length must be at least 2 and --l2 non-negative")
+    default_only = [flag for flag, given in (("--out", args.out != DEFAULT_HEAD), ("--l2", args.l2 is not None), ("--secformer-dev", args.secformer_dev != -1),
+                                             ("--puma-dev", args.puma_dev != -1), ("--no-alternatives", args.no_alternatives)) if given]
+    if args.model is not None and default_only:
+        parser.error(f"{', '.join(default_only)}: only for the default's head (without --model)")
     approx_dev = {k: (None if n < 0 else n) for k, n in (("secformer", args.secformer_dev), ("puma", args.puma_dev)) if n}
     log = lambda m: print(m, file=sys.stderr, flush=True)
     try:
