@@ -21,6 +21,7 @@ from . import linear, protocols
 from .approx import ApproxSet
 from .checkpoint import Checkpoint
 from .model import BertForSequenceClassification
+from .private_run import PrivateRun
 from .program import ProgramBuilder
 from .protocols import Protocol
 from .randomness import Dealer
@@ -82,6 +83,15 @@ def check_finite(what: str, logits) -> np.ndarray:
     return logits
 
 
+def prediction(logits, num_labels: int, id2label: dict | None) -> str | None:
+    """The label of one example's `logits` (its name from `id2label`, keyed by int or str); None for a regression."""
+    if num_labels == 1:
+        return None
+    top = int(np.asarray(logits).argmax())
+    labels = {str(k): v for k, v in (id2label or {}).items()}
+    return labels.get(str(top), str(top))
+
+
 def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", protocol: Protocol | str | None = None) -> ProgramBuilder:
     """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
     with `protocol`, its program for that protocol (products with weights in its `Protocol.weight_block`),
@@ -110,17 +120,17 @@ class PrivateClassifier:
     """A checkpoint with one approximation set: compiled once per sequence length (with SPU's own products
     the program does not depend on the protocol; with fixed-mask ones, `linear_layers="fixed-mask"`, which
     products are masked does: once per length and protocol), run under any protocol. The program is
-    assembled by `program.ProgramBuilder`; this class keeps the per-model state (masks, compiled programs)."""
+    assembled by `program.ProgramBuilder` and run by `private_run.PrivateRun` (the fixed-mask setup once per
+    protocol, in that protocol's simulation); this class keeps the per-model state."""
 
     def __init__(self, checkpoint: Checkpoint, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu"):
         self.checkpoint, self.approx, self.field, self.linear_layers = checkpoint, approx, field, linear_layers
         self.builder = classifier_builder(checkpoint.config, approx, field, linear_layers)
         self._builders = {p: classifier_builder(checkpoint.config, approx, field, linear_layers, p) for p in protocols.PROTOCOLS.values() if p.weight_block}
+        self._runs = {b: PrivateRun.single(b, checkpoint.params) for b in (self.builder, *self._builders.values())}
         self._simulations: dict[Protocol, Simulation] = {}
         self._plain = jax.jit(self.builder.function())
         self._compiled: dict[int, tuple[Program, float]] = {}
-        self._masks: dict[Protocol, linear.FixedMasks | None] = {}
-        self._setup: dict[Protocol, dict] = {}
 
     def data(self, encoded: Encoded) -> dict:
         """The data owner's secret inputs of `encoded`."""
@@ -139,18 +149,11 @@ class PrivateClassifier:
     def masks(self, protocol: Protocol | str) -> linear.FixedMasks | None:
         """The fixed masks for `protocol`, set up once per protocol (the dealer's B, and the setup program
         run in the protocol's simulation: E opened, kept by the parties); None with SPU's own products."""
-        protocol = protocols.get(protocol)
-        if protocol not in self._masks:
-            masks = self.builder.setup(protocol, self._shaped_data(1), Dealer())
-            if masks is not None:
-                self._setup[protocol] = self.builder.run_setup(self.simulation(protocol), self.checkpoint.params, masks)
-            self._masks[protocol] = masks
-        return self._masks[protocol]
+        return self._runs[self.builder_for(protocol)].masks(self.simulation(protocol), self._shaped_data(1))[0]
 
     def setup_cost(self, protocol: Protocol | str) -> dict | None:
         """The fixed-mask setup's bytes under `protocol` (None with SPU's own products)."""
-        self.masks(protocol)
-        return self._setup.get(protocols.get(protocol))
+        return self._runs[self.builder_for(protocol)].setup(self.simulation(protocol), self._shaped_data(1))
 
     def program(self, seq_len: int, protocol: Protocol | str = protocols.DEFAULT, record_openings: bool = False, batch: int = 1) -> tuple[Program, float]:
         """The compiled SPU program for `batch` examples of `seq_len` tokens (cached; `protocol` matters only
@@ -181,11 +184,11 @@ class PrivateClassifier:
         `record_openings`, also what the parties saw opened: `Result.openings`)."""
         simulation = self.simulation(protocol)
         batch, seq_len = encoded.input_ids.shape
-        program, compile_seconds = self.program(seq_len, protocol, record_openings, batch)
-        masks = self.masks(protocol)
-        out, cost, offline = self.builder_for(protocol).run(simulation, self.checkpoint.params, self.data(encoded), masks, Dealer(), record_openings)
+        _, compile_seconds = self.program(seq_len, protocol, record_openings, batch)
+        run = self._runs[self.builder_for(protocol)]
+        out, cost, offline = run.run(simulation, self.data(encoded), Dealer(), record_openings)
         if offline is not None:
-            what = ["GeLU"] * self.approx.needs_correlation + ["fixed-mask products"] * (masks is not None)
+            what = ["GeLU"] * self.approx.needs_correlation + ["fixed-mask products"] * (self.masks(protocol) is not None)
             offline["what"] = f"dealt randomness ({', '.join(what)}): seeds and corrections"
         logits, openings = out if record_openings else (out, None)
         opened = None if openings is None else [np.asarray(o) for o in openings]

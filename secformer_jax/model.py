@@ -63,9 +63,8 @@ def _product(x: Array, w: Array, block: int = 0) -> Array:
     """x [..., n] @ w [n, m]; with `block` > 0, as products with blocks of at most `block` x `block` of w, the
     column blocks concatenated and the row blocks summed: the same sum (exact in plaintext up to float
     rounding order). Why: under SPU 0.9.5's Cheetah a product's memory grows with the weight's size and
-    stays with the process after it (measured; its HE objects come from SEAL's global memory pool): a
-    BERT-base FFN product (768 x 3072) peaked at 18.3 GB, in 768 x 768 blocks at 5.6 GB
-    (`Protocol.weight_block`)."""
+    stays with the process after it (its HE objects come from SEAL's global memory pool); blocks bound it
+    (`Protocol.weight_block`; the figures: results/README.md, "Cheetah")."""
     n, m = w.shape
     if block <= 0 or (n <= block and m <= block):
         return x @ w

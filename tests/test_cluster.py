@@ -21,6 +21,8 @@ from secformer_jax.cluster import ConfigError, LaunchError, LocalCluster, launch
 from secformer_jax.cluster.config import DATA_OWNER, DEALER, MODEL_OWNER
 from secformer_jax.cluster.launch import Supervisor, logged_by_nodes, node_command
 from secformer_jax.inference import PrivateClassifier, encode
+from secformer_jax.run import RunSpec
+from test_run import check_record
 from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
 
 TEXT = "a gripping, beautifully made film"
@@ -96,8 +98,15 @@ def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
     assert main(["launch", "--config", str(tmp_path / "missing.json"), "--text", "x"]) == 2
     assert "not found" in capsys.readouterr().err
     # fixed-mask products need a dealer-based protocol: refused before any process starts
-    assert main(["launch", "--config", "spu_configs/2pc_cheetah.json", "--linear", "fixed-mask", "--text", "x", "--log-dir", str(tmp_path / "logs")]) == 2
+    cheetah = ["launch", "--config", "spu_configs/2pc_cheetah.json", "--text", "x", "--log-dir", str(tmp_path / "logs")]
+    assert main(cheetah + ["--linear", "fixed-mask", "--approx", "puma"]) == 2
     assert "need a dealer-based protocol" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+    # so does a GeLU that runs on dealt randomness (the whole run spec is checked against the config's protocol)
+    assert main(cheetah + ["--approx", "secformer"]) == 2
+    assert "cheetah runs without a dealer" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+    # a --spec that is not one
+    assert main(["launch", "--config", "spu_configs/3pc_aby3.json", "--text", "x", "--spec", '{"model": null}']) == 2
+    assert "a run spec has the keys" in capsys.readouterr().err
 
 
 # ABY3 with the secformer preset and fixed-mask products (the dealer process deals B for the setup, then A,
@@ -107,8 +116,8 @@ def test_launch_refuses_bad_config_before_starting_anything(tmp_path, capsys):
 def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linear_layers):
     path = local_config(tmp_path, name)
     config = load_config(path)
-    out = launch_inference(path, TEXT, max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=300,
-                           approx_args=["--approx", preset], linear_layers=linear_layers)
+    spec = RunSpec(tiny_checkpoint[0], 16, preset, protocol=config.protocol, field=config.field, linear=linear_layers)
+    out = launch_inference(path, TEXT, spec, log_dir=tmp_path / "logs", timeout=300)
 
     checkpoint = load_checkpoint(tiny_checkpoint[0])
     classifier = PrivateClassifier(checkpoint, PRESETS[preset], linear_layers=linear_layers)
@@ -120,6 +129,8 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     np.testing.assert_allclose(simulated.logits[0], simulated.plaintext_logits[0], atol=1e-2)
     np.testing.assert_allclose(out["logits"], simulated.logits[0], atol=5e-3)
     assert out["linear"] == linear_layers
+    check_record(out, "launch")  # the record type infer, bench and eval write (test_run.py)
+    assert out["mode"] == "cluster" and out["plaintext_logits"] is None and out["compile_seconds"] is None
     # the dealer's bytes (seeds and corrections, as the parties received them) and the setup's equal the
     # simulation's: the same seed-based dealing
     if simulated.offline is None:
@@ -133,14 +144,14 @@ def test_launch_equals_simulation(tmp_path, tiny_checkpoint, name, preset, linea
     assert np.argmax(out["logits"]) == np.argmax(simulated.plaintext_logits[0])
     # communication is deterministic (Cheetah's to ~0.01%): the party processes send what the simulated parties send
     if config.protocol.name == "cheetah":
-        assert out["cost"]["send_bytes"] == pytest.approx(simulated.cost.send_bytes, rel=1e-3)
+        assert out["send_bytes"] == pytest.approx(simulated.cost.send_bytes, rel=1e-3)
     else:
-        assert out["cost"]["send_bytes"] == simulated.cost.send_bytes
-        assert out["cost"]["send_actions"] == simulated.cost.send_actions
+        assert out["send_bytes"] == simulated.cost.send_bytes
+        assert out["send_actions"] == simulated.cost.send_actions
     # SEMI2K's own triples: each party process counts them from its own profile, as the simulation does
-    assert out["cost"]["beaver_bytes"] == simulated.cost.beaver_bytes
+    assert out["beaver_bytes"] == simulated.cost.beaver_bytes
     assert (simulated.cost.beaver_bytes > 0) if config.protocol.name == "semi2k" else simulated.cost.beaver_bytes is None
-    assert len(out["cost"]["party_send_bytes"]) == len(config.parties)
+    assert len(out["party_send_bytes"]) == len(config.parties)
     # measured per process: each party's CPU time in the run, each process's peak memory
     assert len(out["compute_seconds"]) == len(config.parties) and all(c > 0 for c in out["compute_seconds"])
     assert set(out["peak_rss_bytes"]) == set(config.roles()) and all(m > 50e6 for m in out["peak_rss_bytes"].values())
@@ -284,8 +295,7 @@ def test_party_dying_mid_run_is_reported_without_hanging(tmp_path, tiny_checkpoi
     start = time.monotonic()
     with pytest.raises(LaunchError, match="p1 was killed by signal 9"):
         launch_inference(
-            path, TEXT, max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=120,
-            on_start=kill_p1_once_connected,
+            path, TEXT, RunSpec(tiny_checkpoint[0], 16), log_dir=tmp_path / "logs", timeout=120, on_start=kill_p1_once_connected,
         )
     assert time.monotonic() - start < 60  # well inside the 300 s receive timeout: the supervisor ends it
 
@@ -293,7 +303,7 @@ def test_party_dying_mid_run_is_reported_without_hanging(tmp_path, tiny_checkpoi
 def test_data_owner_input_error_ends_the_run(tmp_path, tiny_checkpoint):
     path = local_config(tmp_path, "3pc_aby3", connect_timeout_s=60)
     with pytest.raises(LaunchError, match=r"data_owner exited with status 2(.|\n)*text is empty"):
-        launch_inference(path, "   ", max_length=16, model=tiny_checkpoint[0], log_dir=tmp_path / "logs", timeout=120)
+        launch_inference(path, "   ", RunSpec(tiny_checkpoint[0], 16), log_dir=tmp_path / "logs", timeout=120)
 
 
 def test_a_dealer_started_with_other_arguments_is_named(tmp_path, tiny_checkpoint):

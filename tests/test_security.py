@@ -130,10 +130,10 @@ def test_every_dealt_value_of_a_run_is_its_own(staged):
     runner = DealtLog(Simulation("semi2k", **SPU_RUNTIME_OPTIONS))
     approx = PRESETS["secformer"]
     if staged:
-        classifier = StagedClassifier(config, approx, "fm64", "fixed-mask")
-        masks, _ = classifier.setup(runner, params, data, Dealer())
+        private = StagedClassifier(config, approx, "fm64", "fixed-mask").private_run(params)
+        private.setup(runner, data, Dealer())
         setup_values = len(runner.dealt)
-        classifier.run(runner, params, data, masks, Dealer())
+        private.run(runner, data, Dealer())
     else:
         builder = classifier_builder(config, approx, "fm64", "fixed-mask")
         masks = builder.setup("semi2k", data, Dealer())

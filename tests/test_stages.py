@@ -41,11 +41,11 @@ def test_stage_programs_equal_the_single_program(method, protocol, linear_layers
     params = jax.tree_util.tree_map(np.asarray, init_params(CONFIG, PRESETS["plaintext"]))
     approx = PRESETS[method]
     runner = KeepLog(Simulation(protocol, **SPU_RUNTIME_OPTIONS))
-    staged = StagedClassifier(CONFIG, approx, "fm64", linear_layers)
-    masks, setup = staged.setup(runner, params, data, Dealer())
+    staged = StagedClassifier(CONFIG, approx, "fm64", linear_layers).private_run(params)
+    setup = staged.setup(runner, data, Dealer())
     runner.kept.clear()
     done = []
-    logits, cost, offline = staged.run(runner, params, data, masks, Dealer(), progress=done.append)
+    logits, cost, offline = staged.run(runner, data, Dealer(), progress=done.append)
     assert done == ["embedding", "layer 0", "layer 1", "head"]
     # every stage but the last keeps its output with the parties: only the logits are revealed
     assert runner.kept == [True, True, True, False]
@@ -63,8 +63,9 @@ def test_stage_programs_equal_the_single_program(method, protocol, linear_layers
         assert abs(setup["send_bytes"] - single_setup["send_bytes"]) <= 1e-3 * single_setup["send_bytes"]
     else:
         assert offline is None and setup is None
-    with pytest.raises(ValueError, match="3 stage masks for 4 stages"):
-        staged.run(runner, params, data, masks[:3], Dealer())
+    assert staged.setup(runner, data) is setup  # once per runner
+    with pytest.raises(ValueError, match="openings are recorded for a run of one program"):
+        staged.run(runner, data, Dealer(), record_openings=True)
 
 
 def test_products_in_weight_blocks_are_the_same_sum():
@@ -94,9 +95,8 @@ def test_a_model_in_weight_blocks_runs_more_smaller_products_with_the_same_logit
     logits, dots = {}, {}
     for block in (0, 24):
         staged = StagedClassifier(CONFIG, PRESETS["puma"], block=block)
-        masks, _ = staged.setup(sim, params, data, Dealer())
-        logits[block] = staged.run(sim, params, data, masks, Dealer())[0]
-        layer = staged.layer.compile(staged.layer.shapes(params["bert"]["encoder"]["layer"]["0"], staged.stages(params, data)[1][3], None))[0]
+        logits[block] = np.asarray(staged.private_run(params).run(sim, data, Dealer())[0])
+        layer = staged.layer.compile(staged.layer.shapes(params["bert"]["encoder"]["layer"]["0"], staged.stages(params, data)[1].data, None))[0]
         dots[block] = len(re.findall(r"pphlo\.dot\b", layer.mlir))
     # Q, K, V and the attention output: 3 x 3 blocks each; the FFN's 64 x 128 and 128 x 64: 3 x 6 each
     assert dots[24] - dots[0] == (4 * 9 + 2 * 18) - 6

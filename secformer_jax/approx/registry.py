@@ -161,10 +161,8 @@ PRESETS: dict[str, ApproxSet] = {
     "puma": ApproxSet("puma", "puma", "puma"),
     "mpcformer": ApproxSet("quad", "2quad", "exact"),
     # SecFormer's protocols: the paper's Π_GeLU (segmented erf series on a masked opening, any x), 2Quad with
-    # Goldschmidt division, Goldschmidt LayerNorm. Chosen on end-to-end totals (results/optimisations/
-    # gelu-preset-choice.json, BERT-base 128 x 3072, ABY3): compute 1.60 s, 176 MB online + 107 MB dealt,
-    # against the cosine series' (`--gelu fourier`, 20 MB online but 131 dealt values per element) 8.3 s and
-    # 20 + 824 MB, and PUMA's 1.51 s and 338 MB.
+    # Goldschmidt division, Goldschmidt LayerNorm. Chosen on end-to-end totals (compute, online and dealt
+    # bytes) against the cosine series and PUMA's GeLU: results/README.md, "The GeLU preset's choice".
     "secformer": ApproxSet("secformer", "secformer", "secformer"),
 }
 # The methods compared (the benchmark's and the students'): every preset but the plaintext one.

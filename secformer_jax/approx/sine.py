@@ -221,8 +221,8 @@ def masked_series(x, corr: SineCorrelation, period: int, coefficients, kind: str
     C_k, S_k of b = 2 pi k T / P: cos(a + b) = cos a C_k - sin a S_k, sin(a + b) = sin a C_k + cos a S_k. Each
     product is a public ring integer (`public_term`, scale 2^f) times a dealt one (scale 2^16): exact and
     local, summed without truncation. The harmonics run in a loop (jax.lax.fori_loop: harmonic k + 1 is
-    harmonic k rotated by the base, as `ring_harmonics`), so the program holds one step, not K: an unrolled
-    64-harmonic series made a 6-layer MiniLM program of 22k MLIR lines that SPU took 42 s to compile."""
+    harmonic k rotated by the base, as `ring_harmonics`), so the program holds one step, not K (its size,
+    and SPU's compile time, do not grow with K)."""
     r_int = jax.lax.bitcast_convert_type(masked_residue(x, corr, period), jnp.int32)  # R = r 2^f in [0, P 2^f)
     base = ring_base_harmonic(r_int, period)
     signs = (1.0, -1.0) if kind == "cos" else (1.0, 1.0)  # the coefficients of (C_k, S_k)
@@ -270,10 +270,8 @@ def gelu_secformer_masked(x, corr: SineCorrelation | None = None):
     SEMI2K) of this function without one (the reference) in float32 on [-8, 8] (measured on 2001 points, up
     to 6.3e-5 on 20001; tests assert 1e-4). Online cost per element: one opening, public sines
     (`ring_harmonics`), 2 x 7 public-secret products summed with one truncation, two comparisons, two
-    selects and one secret product (ABY3: 448 bytes, SEMI2K: 352, measured; PUMA's GeLU: 860 and 656).
-    BERT-base's 128 x 3072 GeLU under ABY3 took 19-25 s with SPU's fixed-point sin / cos of each harmonic,
-    3.0-7.9 s with integer harmonics (unrolled; one 2-core machine shared with other jobs, measured; the
-    loop of `masked_series` computes the same recurrence)."""
+    selects and one secret product (ABY3: 448 bytes, SEMI2K: 352; PUMA's GeLU: 860 and 656). Time per
+    configuration: `results/ops-gelu-bert-base.json`."""
     cdf = jnp.where(x < -X_CUT, 0.0, jnp.where(x > X_CUT, 1.0, 0.5 + erf_series(x, corr, scale=0.5)))
     return x * cdf  # 0.5 (1 + erf) with the 0.5 inside the series' coefficients: one truncation fewer
 
@@ -310,16 +308,11 @@ def cosine_gelu(spec: SineSpec):
     and names the smallest spec that covers it (`secformer.json`, `spec_for_range`); the CLI refuses a spec
     whose domain it exceeds.
     Without a correlation (the reference) the series is summed by `harmonic_sums` from one cos / sin of x:
-    in float32 within 8.2e-6 of the float64 series for P = 128 (6.75e-4 of the exact GeLU on its domain);
-    16 ms for 64 x 1536 x 6 elements under jax.jit on 2 CPU cores, where cos of all 64 harmonics took
-    220 ms (measured).
+    in float32 within 8.2e-6 of the float64 series for P = 128 (6.75e-4 of the exact GeLU on its domain).
     Under SPU FM64 with a dealt correlation (`dealer(shape, stream, spec)`), within 1.7e-4 of the reference
     on [-56, 56] for P = 128 (ABY3 and SEMI2K, measured on up to 393216 points; 2.8e-4 when the public
     terms were rounded down; tests assert 2.5e-4 for every spec). The public cos / sin of the harmonics come
-    from integer angle addition (`masked_series`): BERT-base's 128 x 3072 GeLU under ABY3 took 162-276 s
-    with SPU's fixed-point sin / cos of each of 64 harmonics (72% of the time), 16-27 s with the integer
-    harmonics unrolled (one 2-core machine shared with other jobs, measured); the loop keeps the program
-    small (a MiniLM program compiles in 13 s instead of 41 s) and did not slow a 16 x 1536 GeLU (measured).
+    from integer angle addition in a loop (`masked_series`), not from SPU's fixed-point sin / cos.
     Online cost per element: one opening and one truncation (x / 2 and the 2 K public-secret products
     summed on ring integers, `masked_series`): ABY3 52 bytes, SEMI2K 24 (measured; PUMA's GeLU: 860 and
     656), whatever the spec; the dealt randomness is 2 K + 3 values per element."""

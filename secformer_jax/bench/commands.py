@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cli_options import protocol_type
+from ..run import protocol_type
 from ..linear import LINEAR_HELP, LINEAR_LAYERS
 from ..protocols import DEFAULT, PROTOCOLS
 from ..spu_runner import FIELDS

@@ -34,14 +34,15 @@ from transformers import BertConfig
 from ..approx import METHODS, PRESETS, ApproxSet, sine
 from ..inference import classifier_builder
 from ..model import BertEmbeddings, BertLayer, init_params
+from ..private_run import PrivateRun
 from ..program import ProgramBuilder, privacy
 from ..protocols import Protocol
 from ..protocols import get as protocol_named
 from ..randomness import Dealer
+from ..run import CLUSTER, SETUP_BYTES, SIMULATION, RunRecord, RunSpec, setup_json
 from ..spu_runner import SPU_COMPILER_OPTIONS, SPU_RUNTIME_OPTIONS, Cost, Simulation, compile_program, peak_rss_bytes
 from ..stages import StagedClassifier
 from .network import Network
-from .records import cost_fields
 
 MODELS = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -68,22 +69,18 @@ def _data(config: BertConfig, batch: int, seq_len: int, seed: int) -> tuple[np.n
 
 
 class _Run:
-    """One builder's program on fixed random weights and data, set up and dealt for one protocol at a time."""
+    """One builder's program on fixed random weights and data (`PrivateRun.single`), set up once per runner."""
 
     def __init__(self, builder: ProgramBuilder, params: dict, data: dict):
-        self.builder, self.params, self.data = builder, jax.tree_util.tree_map(np.asarray, params), data
-        self._setup: dict = {}
+        self.builder, self.data = builder, data
+        self.params = jax.tree_util.tree_map(np.asarray, params)
+        self.private = PrivateRun.single(builder, self.params)
 
     def run(self, simulation: Simulation, dealer: Dealer) -> tuple[np.ndarray, Cost, dict | None, dict | None]:
         """(output, online cost, offline, setup) of one run in `simulation`; the fixed-mask setup (B dealt by
-        `dealer`, E opened) once per protocol, the per-run randomness fresh from `dealer`."""
-        protocol = simulation.protocol
-        if protocol not in self._setup:
-            masks = self.builder.setup(protocol, self.data, dealer)
-            self._setup[protocol] = (masks, self.builder.run_setup(simulation, self.params, masks) if masks is not None else None)
-        masks, setup = self._setup[protocol]
-        out, cost, offline = self.builder.run(simulation, self.params, self.data, masks, dealer)
-        return out, cost, offline, setup
+        `dealer`, E opened) once per runner, the per-run randomness fresh from `dealer`."""
+        setup = self.private.setup(simulation, self.data, dealer)
+        return (*self.private.run(simulation, self.data, dealer), setup)
 
 
 def _module_run(module, data_names, approx, field, linear_layers, data: dict, output=None, name="piece") -> _Run:
@@ -198,10 +195,9 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
     for method in methods:
         for protocol in protocols:
             classifier_builder(full, approx_for(method, protocol), field, linear_layers, protocol).check(protocol)
-    base = {"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "field": field, "linear": linear_layers,
-            "dealer_seed": dealer_seed, "programs": "one per stage" if layer_programs else "one"}
     plain_s = plaintext_seconds(full, batch, seq_len)
-    records = [base | {"method": "plaintext", "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
+    records = [{"kind": "model", "model": model, "seq_len": seq_len, "batch": batch, "layers": total_layers, "method": "plaintext",
+                "protocol": "jax-cpu", "measured_layers": total_layers, "seconds": plain_s}]
     simulations = {protocol_named(p): r for p, r in runners.items()} if runners else {p: Simulation(p, field, **SPU_RUNTIME_OPTIONS) for p in protocols}
     ids, data = _data(full, batch, seq_len, 0)
     plain_inputs = {"words": ids.astype(np.int32), "mask": data["mask"], "types": np.zeros_like(ids, np.int32)}
@@ -216,13 +212,13 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             sim = simulations[protocol]
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
-                staged = StagedClassifier(full, approx, field, linear_layers, protocol.weight_block)
-                masks, setup_cost = staged.setup(sim, params, data, new_dealer())
+                staged = StagedClassifier(full, approx, field, linear_layers, protocol.weight_block).private_run(params)
+                setup_cost = staged.setup(sim, data, new_dealer())
                 stage_costs = []
-                out, total, dealt = staged.run(sim, params, data, masks, new_dealer(), progress=lambda _: progress(1) if progress else None,
-                                               per_stage=stage_costs)
+                out, total, dealt = staged.run(sim, data, new_dealer(), progress=lambda _: progress(1) if progress else None, per_stage=stage_costs)
+                out = np.asarray(out)
                 offline_bytes = dealt["send_bytes"] if dealt else 0
-                setup_bytes = setup_cost["send_bytes"] if setup_cost else 0
+                setup_record = setup_json(setup_cost)
                 reference = classifier_builder(full, approx).function()
                 error = float(np.max(np.abs(out - np.asarray(jax.jit(reference)({"params": params, **plain_inputs})))))
                 del params
@@ -234,14 +230,15 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                 for n, run in runs_of[key].items():
                     out, costs[n], dealt, setup_cost = run.run(sim, new_dealer())
                     offline[n] = dealt["send_bytes"] if dealt else 0
-                    setup[n] = setup_cost["send_bytes"] if setup_cost else 0
+                    setup[n] = setup_json(setup_cost)
                     if n == measured:
                         error = float(np.max(np.abs(out - np.asarray(jax.jit(run.builder.function())({"params": run.params, **plain_inputs})))))
                     if progress:
                         progress(1)
                 total = costs[measured] if measured == total_layers else _extrapolate(costs[0], costs[measured], measured, total_layers)
                 offline_bytes = round(_extrapolated(offline, measured, total_layers))
-                setup_bytes = round(_extrapolated(setup, measured, total_layers))
+                setup_record = None if setup[measured] is None else setup[measured] | {
+                    key: round(_extrapolated({n: (s or {}).get(key, 0) for n, s in setup.items()}, measured, total_layers)) for key in SETUP_BYTES}
             by_category = {}  # with layer programs the stages are the breakdown (`stages` in the record)
             if not layer_programs and key not in pieces_of:
                 pieces_of[key] = _category_pieces(full, approx, batch, seq_len, field, linear_layers, protocol)
@@ -261,21 +258,22 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
                     for key, total_value in (("seconds", total.seconds), ("send_bytes", total.send_bytes), ("send_actions", total.send_actions))
                 }
             dealt_what = ["dealt GeLU randomness"] * approx.needs_correlation + ["fixed-mask A and C"] * fixed_mask
-            records.append(
-                base | {
-                    "method": method, "protocol": protocol.name, "approx": approx.to_dict(), "measured_layers": measured,
-                    **privacy(protocol, bool(dealt_what), reproducible=dealer_seed is not None),
-                    "extrapolated": measured < total_layers, **cost_fields(total, networks, offline_bytes),
-                    **({"stages": stage_costs} if layer_programs else {"by_category": by_category}),
-                    "max_abs_error": error, "plaintext_seconds": plain_s,
-                    "offline": {"send_bytes": offline_bytes,
-                                "what": " + ".join(dealt_what) + " (seeds and corrections sent by the dealer)"} if dealt_what else None,
-                    "setup": {"send_bytes": setup_bytes,
-                              "what": "once per model: the model owner's shares of W, the dealer's of B, and the opening of E = W - B (fixed-mask products)"} if fixed_mask else None,
-                    "peak_rss_bytes": peak_rss_bytes(),
-                }
+            spec = RunSpec(model, seq_len, method, _overrides(method, approx), protocol, field, linear_layers, layer_programs)
+            record = RunRecord(
+                "model", CLUSTER if runners else SIMULATION, spec, total, privacy(protocol, bool(dealt_what), reproducible=dealer_seed is not None),
+                {"send_bytes": offline_bytes, "what": " + ".join(dealt_what) + " (seeds and corrections sent by the dealer)"} if dealt_what else None,
+                setup_record, batch=batch, max_abs_error=error, peak_rss_bytes=peak_rss_bytes(), networks=tuple(networks),
+                extra={"method": method, "layers": total_layers, "measured_layers": measured, "extrapolated": measured < total_layers,
+                       "dealer_seed": dealer_seed, "plaintext_seconds": plain_s, **({"stages": stage_costs} if layer_programs else {"by_category": by_category})},
             )
+            records.append(record.to_json())
     return records
+
+
+def _overrides(method: str, approx: ApproxSet) -> tuple[tuple[str, str], ...]:
+    """The operators where `approx` differs from the `method` preset (PUMA's GeLU under a dealer-free protocol)."""
+    preset = PRESETS[method].to_dict()
+    return tuple((op, name) for op, name in approx.to_dict().items() if preset[op] != name)
 
 
 def uses_layer_programs(protocols, layers: int | None) -> bool:

@@ -1,14 +1,13 @@
-"""`secformer node` and `secformer launch`: argument parsing."""
+"""`secformer node` and `secformer launch`: argument parsing (a run's settings: `run.add_spec_options`; `launch` hands every
+process the same `RunSpec` JSON as --spec)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from ..linear import LINEAR_HELP, LINEAR_LAYERS
-from ..cli_options import add_approx_options
+from ..run import add_spec_options
 
 
 def add_cluster_commands(sub) -> None:
@@ -17,11 +16,9 @@ def add_cluster_commands(sub) -> None:
     node.add_argument("--party", required=True, help="a computing party's id from the config, model_owner, data_owner or dealer")
     node.add_argument("--query", help='data owner: a JSON file {"text": ..., "text_pair": ... or null}, or - for stdin '
                       "(the text never goes on a command line, which every local user can read)")
-    node.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
-    node.add_argument("--model", type=Path, help="model owner: checkpoint; data owner: its tokenizer; dealer: its config.json (default: embedded MiniLM)")
     node.add_argument("--json", type=Path, help="data owner: write the result as JSON here")
-    add_approx_options(node, help="approximation preset (model owner and dealer)")
-    node.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help="model owner and dealer: " + LINEAR_HELP)
+    add_spec_options(node, model="model owner: checkpoint; data owner: its tokenizer; dealer: its config.json (default: embedded MiniLM)",
+                     protocol=False, field=False, spec=True)  # the protocol and field are the config's
 
     launch = sub.add_parser("launch", help="start every party and both owners of a config on this machine; print the data owner's result")
     launch.add_argument("--config", type=Path, required=True, help="cluster config JSON (see spu_configs/)")
@@ -29,13 +26,10 @@ def add_cluster_commands(sub) -> None:
     text.add_argument("--text", help="the data owner's text (visible to local users in this command line: see --query)")
     text.add_argument("--query", help='a JSON file {"text": ..., "text_pair": ... or null}, or - for stdin')
     launch.add_argument("--text-pair", help="second segment for sentence-pair tasks (with --text)")
-    launch.add_argument("--max-length", type=int, default=64, help="padded (public) sequence length")
-    launch.add_argument("--model", type=Path, help="Hugging Face BERT checkpoint directory (default: embedded MiniLM)")
     launch.add_argument("--timeout", type=float, default=900.0, help="seconds before every process is stopped (default 900)")
     launch.add_argument("--log-dir", type=Path, help="where each process's log goes (default: a new temporary folder)")
     launch.add_argument("--json", type=Path, help="write the data owner's result as JSON here")
-    add_approx_options(launch, help="approximation preset (model owner and dealer)")
-    launch.add_argument("--linear", default="spu", choices=list(LINEAR_LAYERS), help=LINEAR_HELP)
+    add_spec_options(launch, protocol=False, field=False, spec=True)  # the protocol and field are the config's
 
 
 def read_query(source: str) -> tuple[str, str | None]:

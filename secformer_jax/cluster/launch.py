@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from .config import DATA_OWNER, DEALER, MODEL_OWNER, load_config
-from ..linear import check_settings as check_linear
+from ..run import RunSpec
 from .roles import Driver
 from .wire import PeerError, check_listenable
 from ..threads import Plan, child_environment, cores
@@ -179,37 +179,32 @@ class Supervisor:
         self.terminate()
 
 
-def launch_inference(
-    config_path, text: str, *, text_pair=None, max_length: int = 64, model=None, approx_args=(), linear_layers: str = "spu",
-    timeout: float = 900.0, log_dir=None, on_start=None,
-) -> dict:
-    """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine; return the
-    data owner's result (see `node.classify_text`) with "log_dir" and each process's "peak_rss_bytes" and "threads" added. `approx_args`: the model owner's
-    approximation flags (e.g. ["--approx", "secformer"]); `linear_layers`: "spu" or "fixed-mask" (model owner
-    and dealer); `on_start(supervisor)` is called once all started."""
-    config = load_config(config_path)  # refuse a bad config, --linear or address before starting anything
-    if linear_layers != "spu":
-        check_linear(config.protocol, config.field)
+def launch_inference(config_path, text: str, spec: RunSpec, *, text_pair=None, timeout: float = 900.0, log_dir=None, on_start=None) -> dict:
+    """Start all parties, the model owner, the dealer and the data owner of `config_path` on this machine, the
+    owners and the dealer with the same `spec` (its JSON as --spec: what to compile, share and deal cannot
+    differ between them); return the data owner's record (`node.classify_text`) as "kind" "launch", with
+    "log_dir" and each process's "peak_rss_bytes" and "threads". `on_start(supervisor)` is called once all started."""
+    config = load_config(config_path)  # refuse a bad config or address before starting anything
+    spec = RunSpec.from_json(spec.to_json())  # the spec every process will read, checked here first
+    if (spec.protocol, spec.field) != (config.protocol, config.field):
+        raise ValueError(f"the run spec says {spec.protocol} over {spec.field}, the config {config_path} {config.protocol} over {config.field}")
     check_addresses(config)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="secformer-launch-"))
     result_path = log_dir / "data_owner.json"
-    model_args = ["--model", str(model)] if model else []
+    spec_args = ["--spec", json.dumps(spec.to_json())]
     with _signals_end_run(), Supervisor(log_dir, Plan(1, len(config.parties), cores())) as sup:  # all on this machine
         for party in config.parties:
             sup.start(party.id, node_command(config_path, party.id))
-        owner_args = [*model_args, *approx_args, "--max-length", str(max_length), "--linear", linear_layers]
-        sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *owner_args))
-        sup.start(DEALER, node_command(config_path, DEALER, *owner_args))
+        sup.start(MODEL_OWNER, node_command(config_path, MODEL_OWNER, *spec_args))
+        sup.start(DEALER, node_command(config_path, DEALER, *spec_args))
         query = json.dumps({"text": text, "text_pair": text_pair}).encode()
-        sup.start(DATA_OWNER, node_command(
-            config_path, DATA_OWNER, "--query", "-", "--max-length", str(max_length), *model_args, "--json", str(result_path)
-        ), stdin=query)
+        sup.start(DATA_OWNER, node_command(config_path, DATA_OWNER, "--query", "-", *spec_args, "--json", str(result_path)), stdin=query)
         if on_start:
             on_start(sup)
         sup.wait(list(sup.procs), timeout)
     result = json.loads(result_path.read_text())
     logged = lambda key: logged_by_nodes(log_dir, list(sup.procs), key)
-    return result | {"log_dir": str(log_dir), "peak_rss_bytes": logged("peak_rss_bytes"), "threads": logged("threads")}
+    return result | {"kind": "launch", "log_dir": str(log_dir), "peak_rss_bytes": logged("peak_rss_bytes"), "threads": logged("threads")}
 
 
 def logged_by_nodes(log_dir: Path, roles: list[str], key: str) -> dict:

@@ -133,7 +133,7 @@ def _receive_inputs(io, config: ClusterConfig, index: int, job: dict, count: int
             if bundle.shapes != expected:
                 raise wire.PeerError(f"the dealer dealt {len(bundle.shapes)} values shaped {bundle.shapes[:3]}..., the job expects "
                                      f"{len(expected)} shaped {expected[:3]}...: was the dealer started with the model owner's "
-                                     "--model, --approx, --max-length and --linear?")
+                                     "--spec (or its --model, --approx, --max-length and --linear)?")
             received, dealt_bytes = bundle.shares(), bundle.send_bytes
         elif header["kind"] == "shares":
             received = wire.unpack_shares(header.get("inputs", []), blobs)
@@ -302,7 +302,7 @@ def run_data_owner(config: ClusterConfig, seq_len: int, make_inputs: Callable[[d
         io.send(MO_RANK, {"kind": "request", "seq_len": seq_len})
         facts, _ = io.recv(MO_RANK)
         setup = None
-        if facts.get("linear") == "fixed-mask":
+        if facts["spec"]["linear"] == "fixed-mask":
             setup, _ = io.recv(MO_RANK)
             setup.pop("kind")
         send_inputs(io, config, make_inputs(facts))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..approx import STUDENTS
-from ..cli_options import add_approx_options, add_run_options, approx_overrides
+from ..run import add_spec_options, overrides
 from .tasks import TASKS
 
 COMMANDS = ("finetune", "distill", "eval", "accuracy-report")
@@ -53,11 +53,10 @@ def add_glue_commands(sub) -> None:
     ev = sub.add_parser("eval", help="GLUE dev metrics in plaintext with the approximations, and under SPU on a subset")
     _common(ev)
     ev.add_argument("--model", type=Path, required=True, help="a fine-tuned or distilled checkpoint directory")
-    add_approx_options(ev, default=None, help="approximation preset (default: the one the checkpoint names)")
     ev.add_argument("--spu-examples", type=int, default=0, help="also run this many evenly spaced dev examples under SPU")
     ev.add_argument("--spu-batch", type=int, default=16, help="SPU examples of one padded length per program run (time and bytes per example: the run's shared; "
                     "MiniLM under ABY3 simulation: 16 x 128 tokens needs over 24 GiB, 8 x 128 fits)")
-    add_run_options(ev)
+    add_spec_options(ev, model=None, max_length=None, approx=None, approx_help="approximation preset (default: the one the checkpoint names)")
     ev.add_argument("--max-examples", type=int, help="evaluate only the first N dev examples")
 
     rp = sub.add_parser("accuracy-report", help="render the accuracy table from `secformer eval --json` files")
@@ -102,7 +101,7 @@ def run_glue(args, argv: list[str]) -> dict:
         from .evaluate import evaluate
 
         out = evaluate(args.task, args.model, args.approx, args.max_length, args.glue_dir, args.spu_examples,
-                       args.protocol, args.field, args.max_examples, approx_overrides(args), args.linear, args.spu_batch)
+                       args.protocol, args.field, args.max_examples, overrides(args), args.linear, args.spu_batch)
     from ..provenance import run_meta
 
     meta = run_meta()
@@ -135,6 +134,6 @@ def print_glue(args, out: dict) -> None:
         if spu:
             agree = "" if spu["agreement"] is None else f"; label agreement with plaintext {spu['agreement']:.1%}"
             print(f"under SPU {spu['protocol']} on {spu['examples']} examples: {fmt(spu['metrics'])} "
-                  f"(plaintext on the same: {fmt(spu['plaintext_metrics'])}){agree}; max |logit error| {spu['max_abs_logit_error']:.2e}")
+                  f"(plaintext on the same: {fmt(spu['plaintext_metrics'])}){agree}; max |logit error| {spu['max_abs_error']:.2e}")
     if args.json:
         print(f"wrote {args.json}")

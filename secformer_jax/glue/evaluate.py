@@ -21,8 +21,11 @@ from ..approx import resolve_approx
 from ..checkpoint import load_checkpoint, read_metadata
 from ..inference import Encoded, PrivateClassifier, check_finite, classifier_builder
 from ..gelu_domain import check_gelu_range
+from .. import threads
 from ..program import privacy
 from ..protocols import DEFAULT, Protocol, get
+from ..run import SIMULATION, RunRecord, RunSpec, setup_json
+from ..spu_runner import Cost, peak_rss_bytes
 from .batches import Tokenized, bucket, eval_batches, tokenize
 from .gelu_range import gelu_inputs
 from .tasks import compute_metrics, get_task, predictions, read_task
@@ -70,14 +73,14 @@ def spu_batches(data: Tokenized, index: np.ndarray, batch: int) -> list[np.ndarr
 def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: Protocol, field: str, linear_layers: str = "spu",
             batch: int = 16) -> dict:
     """Private logits of the examples `index` under `protocol`, next to the plaintext ones (same padding), run
-    `batch` examples of one bucket per program (`spu_batches`); a run's seconds and bytes are shared equally by its
-    examples. A run's time grows far slower than its rows: MiniLM at 32 tokens took 40 s for one example, 63 s
-    for 4, 185 s for 16 (2 busy cores, a one-off measurement), the same bytes per example."""
+    `batch` examples of one bucket per program (`spu_batches`); a run's seconds and bytes are shared equally
+    by its examples. Also the runs' online cost summed ("cost"), the dealer's bytes summed ("offline_bytes",
+    None without a dealer), the fixed-mask setup's ("setup") and the compile seconds per program shape."""
     classifier = PrivateClassifier(checkpoint, approx, field, linear_layers)
     classifier.simulation(protocol)
     position = {int(i): k for k, i in enumerate(index)}
     private, plain = np.zeros((len(index), checkpoint.config.num_labels)), np.zeros((len(index), checkpoint.config.num_labels))
-    send_bytes, seconds, compile_seconds = np.zeros(len(index)), np.zeros(len(index)), {}
+    send_bytes, seconds, compile_seconds, costs, offline = np.zeros(len(index)), np.zeros(len(index)), {}, [], []
     for rows in tqdm(spu_batches(data, index, batch), desc=f"SPU {protocol}", unit="run", leave=False):
         enc = encoded(data, rows)
         shape = "x".join(map(str, enc.input_ids.shape))  # examples x tokens
@@ -87,8 +90,12 @@ def run_spu(checkpoint, approx, data: Tokenized, index: np.ndarray, protocol: Pr
         at = [position[int(i)] for i in rows]
         private[at], plain[at] = result.logits, result.plaintext_logits
         send_bytes[at], seconds[at] = result.cost.send_bytes / len(rows), result.cost.seconds / len(rows)
+        costs.append(result.cost)
+        if result.offline is not None:
+            offline.append(result.offline["send_bytes"])
     return {"private": private, "plaintext": plain, "send_bytes": send_bytes.tolist(), "seconds": seconds.tolist(),
-            "compile_seconds": compile_seconds, "batch": batch}
+            "compile_seconds": compile_seconds, "batch": batch, "cost": Cost.total(costs), "offline_bytes": sum(offline) if offline else None,
+            "setup": classifier.setup_cost(protocol)}
 
 
 def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = None, max_length: int = 128,
@@ -104,6 +111,7 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         raise ValueError(f"{model_dir} was trained on {metadata['task']}, not {task.name}")
     preset = approx_preset or metadata.get("evaluate_with") or "plaintext"
     approx = resolve_approx(preset, **(overrides or {}))
+    spec = RunSpec(str(model_dir), max_length, preset, tuple((overrides or {}).items()), protocol, field, linear_layers) if spu_examples else None
     note = check_gelu_range(metadata, approx, str(model_dir))
     if note:
         print(note, file=sys.stderr)
@@ -134,14 +142,17 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         run = run_spu(checkpoint, approx, data, index, protocol, field, linear_layers, spu_batch)
         spu_preds, plain_preds = predictions(task, run["private"]), predictions(task, run["plaintext"])
         labels = examples.labels[index]
-        out["spu"] = {
-            "protocol": protocol.name, "field": field, "linear": linear_layers, "examples": len(index), "indices": index.tolist(),
-            **privacy(protocol, approx.needs_correlation or linear_layers == "fixed-mask"),
-            "metrics": compute_metrics(task, spu_preds, labels),
-            "plaintext_metrics": compute_metrics(task, plain_preds, labels),
-            "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),
-            "max_abs_logit_error": float(np.max(np.abs(run["private"] - run["plaintext"]))),
-            "mean_send_bytes": float(np.mean(run["send_bytes"])), "mean_seconds": float(np.mean(run["seconds"])),
-            "batch": run["batch"], "compile_seconds": run["compile_seconds"],
-        }
+        needs_dealer = approx.needs_correlation or linear_layers == "fixed-mask"
+        offline = {"send_bytes": run["offline_bytes"], "what": "the dealer's seeds and corrections, all runs"} if run["offline_bytes"] is not None else None
+        record = RunRecord(
+            "eval", SIMULATION, spec, run["cost"], privacy(protocol, needs_dealer), offline, setup_json(run["setup"]), batch=run["batch"],
+            logits=run["private"], plaintext_logits=run["plaintext"], max_abs_error=float(np.max(np.abs(run["private"] - run["plaintext"]))),
+            compile_seconds=sum(run["compile_seconds"].values()), threads=threads.setting(), peak_rss_bytes=peak_rss_bytes(),
+            extra={"examples": len(index), "indices": index.tolist(), "metrics": compute_metrics(task, spu_preds, labels),
+                   "plaintext_metrics": compute_metrics(task, plain_preds, labels),
+                   "agreement": None if task.regression else float(np.mean(spu_preds == plain_preds)),
+                   "mean_send_bytes": float(np.mean(run["send_bytes"])), "mean_seconds": float(np.mean(run["seconds"])),
+                   "compile_seconds_by_shape": run["compile_seconds"]},
+        )
+        out["spu"] = record.to_json()
     return out

@@ -92,8 +92,9 @@ def render(runs: dict, candidates: list[dict] = ()) -> str:
                 continue
             agree = "-" if spu["agreement"] is None else f"{spu['agreement']:.0%}"
             plain = cell({"task": t, "metrics": spu["plaintext_metrics"]})
+            error = spu["max_abs_error"] if "max_abs_error" in spu else spu["max_abs_logit_error"]  # before run.RunRecord: its own name
             out.append(f"| {m} | {t} | {spu['examples']} | {cell(run, 'spu')} | {plain} | {agree} | "
-                       f"{spu['max_abs_logit_error']:.1e} | {spu['mean_send_bytes'] / 2**20:.0f} | {spu['mean_seconds']:.1f} | {spu.get('batch', 1)} |")
+                       f"{error:.1e} | {spu['mean_send_bytes'] / 2**20:.0f} | {spu['mean_seconds']:.1f} | {spu.get('batch', 1)} |")
     out += ["", "## Training (durations measured on this machine)", "",
             "Loss before -> after: the stage's loss without dropout on its first 256 training examples; per epoch: the "
             "mean training loss (with dropout) of each epoch, stage by stage.", "",
