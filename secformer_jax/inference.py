@@ -20,7 +20,7 @@ import numpy as np
 from . import linear, protocols
 from .approx import ApproxSet
 from .checkpoint import Checkpoint
-from .model import BertForSequenceClassification
+from .model import WHOLE, BertForSequenceClassification, WeightProduct
 from .private_run import PrivateRun
 from .program import ProgramBuilder
 from .protocols import Protocol
@@ -96,8 +96,8 @@ def classifier_builder(config, approx: ApproxSet, field: str = "fm64", linear_la
     """The program builder of `BertForSequenceClassification` (data: words, mask, types; output: logits);
     with `protocol`, its program for that protocol (products with weights in its `Protocol.weight_block`),
     else the whole-product one (what every protocol without a weight block runs)."""
-    block = 0 if protocol is None else protocols.get(protocol).weight_block
-    model = BertForSequenceClassification(config, approx, block)
+    product = WHOLE if protocol is None else WeightProduct(protocols.get(protocol).weight_block)
+    model = BertForSequenceClassification(config, approx, product)
     return ProgramBuilder(model, ("words", "mask", "types"), approx, field, linear_layers, lambda out: out["logits"], "bert_logits")
 
 

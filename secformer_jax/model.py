@@ -17,16 +17,15 @@ What differs from the Hugging Face modules, and why:
 - The padding mask is a float 0/1 array handed to the softmax, which multiplies by it (2Quad squares its
   input, so an additive -inf bias would be wrong there). Under MPC the mask is the data owner's secret.
 - Token types enter as ids or as a one-hot over `type_vocab_size`, like words.
-- With `block` > 0 (`Protocol.weight_block`) every product with a weight (`Dense`, the word
-  embeddings) runs as products with blocks of at most `block` x `block` of the weight (`_product`): the same
-  sum, in pieces SPU's Cheetah can hold in memory.
-- Products with a fixed weight (`Dense`, the word embeddings) run as fixed-mask products (`linear.py`) when
-  the "masked_weights" (E), "weight_masks" (B) and "linear" (A, C) collections carry their masks
-  (`linear.FixedMasks`); their kernels are then not read (the model owner need not send them).
+- Every product with a weight (`Dense`, the word embeddings) is its module's `WeightProduct`, set on every
+  module: plain; in blocks of the weight SPU's Cheetah can hold in memory (`block` > 0, `Protocol.weight_block`);
+  or a fixed-mask product (`linear.py`) when the "masked_weights" (E), "weight_masks" (B) and "linear" (A, C)
+  collections carry its masks (`linear.FixedMasks`), the kernel then not read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -81,53 +80,80 @@ def _embed(table: Array, ids_or_onehot: Array, block: int = 0) -> Array:
     return _product(ids_or_onehot, table, block)
 
 
-def _open_input(module: nn.Module, x: Array) -> Array:
-    """D: x opened with the input mask at `module`'s path, for its fixed-mask products."""
-    return linear.open_input(x, module.get_variable("linear", "input"))
+@dataclasses.dataclass(frozen=True)
+class WeightProduct:
+    """How a layer multiplies its input by one of its fixed weights, set on the layer (as flax's `nn.Dense`
+    takes its `dot_general`) and decided in one place: the plain product x @ w; with `block` > 0
+    (`Protocol.weight_block`), products with blocks of at most `block` x `block` of w (`_product`: the same
+    sum); and, when the module's "masked_weights", "weight_masks" and "linear" collections hold the weight's
+    masks (`linear.FixedMasks`), the fixed-mask product (`linear.masked_matmul`: the weight is then not read,
+    so the model owner need not send it). Which one runs follows from the module's variables, so one module
+    definition serves plaintext, SPU's own products and fixed-mask ones."""
+
+    block: int = 0
+
+    @staticmethod
+    def open(module: nn.Module, x: Array):
+        """D = x - A, opened once at `module`'s path for the fixed-mask products it calls on x (Q, K and V), or
+        None where `module` holds no input mask (its products are not fixed-mask ones)."""
+        if not module.has_variable("linear", "input"):
+            return None
+        return linear.open_input(x, module.get_variable("linear", "input"))
+
+    @staticmethod
+    def _masked(module: nn.Module, x: Array, name: str, opened) -> Array:
+        """x times the module's weight `name` as a fixed-mask product; `opened` = D when a parent opened x for
+        several products, else the module opens x with its own input mask."""
+        d = opened if opened is not None else linear.open_input(x, module.get_variable("linear", "input"))
+        get = lambda collection: module.get_variable(collection, name)
+        return linear.masked_matmul(x, d, get("masked_weights"), get("weight_masks"), get("linear"))
+
+    def affine(self, module: nn.Module, x: Array, features: int, kernel_init, opened=None, scale: float = 1.0) -> Array:
+        """(x @ kernel + bias) * scale with the module's "kernel" [in, features] and "bias" [features]; as a
+        fixed-mask product the scale is already in the masked weight (`linear.Site.scales`)."""
+        if module.has_variable("masked_weights", "kernel"):
+            bias = module.param("bias", nn.initializers.zeros, (features,))
+            return self._masked(module, x, "kernel", opened) + (bias * scale if scale != 1.0 else bias)
+        kernel = module.param("kernel", kernel_init, (x.shape[-1], features))
+        y = _product(x, kernel, self.block) + module.param("bias", nn.initializers.zeros, (features,))
+        return y * scale if scale != 1.0 else y
+
+    def lookup(self, module: nn.Module, ids_or_onehot: Array, shape: tuple[int, int], init) -> Array:
+        """Rows of the module's "embedding" [V, H]: looked up by integer ids, or a one-hot's product with it
+        (`_embed`; a fixed-mask product when masked)."""
+        if module.has_variable("masked_weights", "embedding"):
+            return self._masked(module, ids_or_onehot, "embedding", None)
+        return _embed(module.param("embedding", init, shape), ids_or_onehot, self.block)
 
 
-def _masked_product(module: nn.Module, x: Array, name: str, opened) -> Array:
-    """x times the module's fixed weight `name` as a fixed-mask product; `opened` = D when a parent opened x
-    for several products, else the module opens x itself with its own input mask."""
-    d = opened if opened is not None else _open_input(module, x)
-    get = lambda collection: module.get_variable(collection, name)
-    return linear.masked_matmul(x, d, get("masked_weights"), get("weight_masks"), get("linear"))
+WHOLE = WeightProduct()  # every product with a weight as one product (every protocol without a weight block)
 
 
 class Dense(nn.Module):
-    """`nn.Dense`'s parameters (kernel [in, out], bias) and function, times a public `scale`; with a fixed mask
-    for the kernel in the linear collections, the fixed-mask product instead (the kernel is then not read,
-    and the scale is already in the masked weight: `linear.Site.scales`). `block` > 0: the product in
-    blocks of the kernel (`_product`)."""
+    """`nn.Dense`'s parameters (kernel [in, out], bias) and function, times a public `scale`; the product is
+    `product`'s (`WeightProduct`: plain, blocked or fixed-mask)."""
 
     features: int
     kernel_init: Any = nn.initializers.lecun_normal()
-    block: int = 0
+    product: WeightProduct = WHOLE
 
     @nn.compact
     def __call__(self, x: Array, opened=None, scale: float = 1.0) -> Array:
-        if self.has_variable("masked_weights", "kernel"):
-            bias = self.param("bias", nn.initializers.zeros, (self.features,))
-            return _masked_product(self, x, "kernel", opened) + (bias * scale if scale != 1.0 else bias)
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
-        y = _product(x, kernel, self.block) + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y * scale if scale != 1.0 else y
+        return self.product.affine(self, x, self.features, self.kernel_init, opened, scale)
 
 
 class WordEmbed(nn.Module):
-    """`nn.Embed`'s parameter (embedding [V, H]) looked up by ids or multiplied by a one-hot (`_embed`); with
-    a fixed mask for it in the linear collections, the one-hot product as a fixed-mask product."""
+    """`nn.Embed`'s parameter (embedding [V, H]) looked up by ids or multiplied by a one-hot; the product is
+    `product`'s (`WeightProduct`)."""
 
     num_embeddings: int
     features: int
     embedding_init: Any
-    block: int = 0  # > 0: the one-hot product in blocks of the table (`_product`)
+    product: WeightProduct = WHOLE
 
     @nn.compact
     def __call__(self, ids_or_onehot: Array) -> Array:
-        if self.has_variable("masked_weights", "embedding"):
-            return _masked_product(self, ids_or_onehot, "embedding", None)
-        return _embed(self.param("embedding", self.embedding_init, (self.num_embeddings, self.features)), ids_or_onehot, self.block)
+        return self.product.lookup(self, ids_or_onehot, (self.num_embeddings, self.features), self.embedding_init)
 
 
 class LayerNorm(nn.Module):
@@ -147,12 +173,12 @@ class LayerNorm(nn.Module):
 class BertEmbeddings(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # products with a weight in blocks of at most block x block (`_product`; 0: whole)
+    product: WeightProduct = WHOLE  # how every product with a weight runs (`WeightProduct`)
 
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init, block=self.block)
+        self.word_embeddings = WordEmbed(c.vocab_size, c.hidden_size, embedding_init=init, product=self.product)
         self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init)
         self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
@@ -170,14 +196,14 @@ class BertEmbeddings(nn.Module):
 class BertSelfAttention(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.initializer_range)
-        self.query = Dense(c.hidden_size, kernel_init=init, block=self.block)
-        self.key = Dense(c.hidden_size, kernel_init=init, block=self.block)
-        self.value = Dense(c.hidden_size, kernel_init=init, block=self.block)
+        self.query = Dense(c.hidden_size, kernel_init=init, product=self.product)
+        self.key = Dense(c.hidden_size, kernel_init=init, product=self.product)
+        self.value = Dense(c.hidden_size, kernel_init=init, product=self.product)
         self.dropout = nn.Dropout(rate=c.attention_probs_dropout_prob)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
@@ -187,8 +213,7 @@ class BertSelfAttention(nn.Module):
         def split(x):  # [B, L, H*D] -> [B, H, L, D]
             return x.reshape(x.shape[:2] + (heads, head_dim)).transpose(0, 2, 1, 3)
 
-        # fixed-mask Q, K, V: one opening of `hidden` for the three
-        opened = _open_input(self, hidden) if self.has_variable("linear", "input") else None
+        opened = self.product.open(self, hidden)  # fixed-mask Q, K, V: one opening of `hidden` for the three
         # 1 / sqrt(d) on Q (L x H values) rather than on the scores (heads x L x L); free in a fixed-mask Q
         q = split(self.query(hidden, opened, scale=1 / math.sqrt(head_dim)))
         k, v = split(self.key(hidden, opened)), split(self.value(hidden, opened))
@@ -203,11 +228,11 @@ class BertSelfAttention(nn.Module):
 class BertSelfOutput(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         c = self.config
-        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
 
@@ -219,11 +244,11 @@ class BertSelfOutput(nn.Module):
 class BertAttention(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
-        self.self = BertSelfAttention(self.config, self.approx, self.block)
-        self.output = BertSelfOutput(self.config, self.approx, self.block)
+        self.self = BertSelfAttention(self.config, self.approx, self.product)
+        self.output = BertSelfOutput(self.config, self.approx, self.product)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         context, scores = self.self(hidden, mask, deterministic)
@@ -233,12 +258,12 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block, name="dense")
+        dense = Dense(c.intermediate_size, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product, name="dense")
         if self.has_variable("correlation", "gelu"):  # dealt randomness for a protocol GeLU (`approx/sine.py`)
             return self.approx.gelu_fn(dense(hidden), self.get_variable("correlation", "gelu"))
         return self.approx.gelu_fn(dense(hidden))
@@ -247,11 +272,11 @@ class BertIntermediate(nn.Module):
 class BertOutput(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         c = self.config
-        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
+        self.dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob)
         self.LayerNorm = LayerNorm(c.layer_norm_eps, self.approx)
 
@@ -263,12 +288,12 @@ class BertOutput(nn.Module):
 class BertLayer(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
-        self.attention = BertAttention(self.config, self.approx, self.block)
-        self.intermediate = BertIntermediate(self.config, self.approx, self.block)
-        self.output = BertOutput(self.config, self.approx, self.block)
+        self.attention = BertAttention(self.config, self.approx, self.product)
+        self.intermediate = BertIntermediate(self.config, self.approx, self.product)
+        self.output = BertOutput(self.config, self.approx, self.product)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         attended, scores = self.attention(hidden, mask, deterministic)
@@ -278,13 +303,13 @@ class BertLayer(nn.Module):
 class BertLayerCollection(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     @nn.compact
     def __call__(self, hidden, mask, deterministic: bool = True):
         all_hidden, all_scores = [hidden], []
         for i in range(self.config.num_hidden_layers):
-            hidden, scores = BertLayer(self.config, self.approx, self.block, name=str(i))(hidden, mask, deterministic)
+            hidden, scores = BertLayer(self.config, self.approx, self.product, name=str(i))(hidden, mask, deterministic)
             all_hidden.append(hidden)
             all_scores.append(scores)
         return hidden, tuple(all_hidden), tuple(all_scores)
@@ -293,10 +318,10 @@ class BertLayerCollection(nn.Module):
 class BertEncoder(nn.Module):
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
-        self.layer = BertLayerCollection(self.config, self.approx, self.block)
+        self.layer = BertLayerCollection(self.config, self.approx, self.product)
 
     def __call__(self, hidden, mask, deterministic: bool = True):
         return self.layer(hidden, mask, deterministic)
@@ -304,12 +329,12 @@ class BertEncoder(nn.Module):
 
 class BertPooler(nn.Module):
     config: BertConfig
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     @nn.compact
     def __call__(self, hidden):
         c = self.config
-        dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block, name="dense")
+        dense = Dense(c.hidden_size, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product, name="dense")
         return jnp.tanh(dense(hidden[:, 0]))
 
 
@@ -320,12 +345,12 @@ class BertHead(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         c = self.config
-        self.pooler = BertPooler(c, self.block)
-        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
+        self.pooler = BertPooler(c, self.product)
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product)
 
     def __call__(self, hidden):
         return self.classifier(self.pooler(hidden))
@@ -338,13 +363,13 @@ class BertModule(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         check_config(self.config)
-        self.embeddings = BertEmbeddings(self.config, self.approx, self.block)
-        self.encoder = BertEncoder(self.config, self.approx, self.block)
-        self.pooler = BertPooler(self.config, self.block)
+        self.embeddings = BertEmbeddings(self.config, self.approx, self.product)
+        self.encoder = BertEncoder(self.config, self.approx, self.product)
+        self.pooler = BertPooler(self.config, self.product)
 
     def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
         hidden = self.embeddings(input_ids, token_type_ids, deterministic)
@@ -363,14 +388,14 @@ class BertForSequenceClassification(nn.Module):
 
     config: BertConfig
     approx: ApproxSet
-    block: int = 0  # `BertEmbeddings.block`
+    product: WeightProduct = WHOLE  # `BertEmbeddings.product`
 
     def setup(self):
         c = self.config
-        self.bert = BertModule(c, self.approx, self.block)
+        self.bert = BertModule(c, self.approx, self.product)
         dropout = getattr(c, "classifier_dropout", None)
         self.dropout = nn.Dropout(rate=c.hidden_dropout_prob if dropout is None else dropout)
-        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), block=self.block)
+        self.classifier = Dense(c.num_labels, kernel_init=nn.initializers.normal(c.initializer_range), product=self.product)
 
     def __call__(self, input_ids, attention_mask, token_type_ids, deterministic: bool = True):
         out = self.bert(input_ids, attention_mask, token_type_ids, deterministic)

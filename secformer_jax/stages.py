@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from .approx import ApproxSet
-from .model import BertEmbeddings, BertHead, BertLayer
+from .model import WHOLE, BertEmbeddings, BertHead, BertLayer, WeightProduct
 from .private_run import PrivateRun, Stage
 from .program import ProgramBuilder
 
@@ -30,12 +30,12 @@ from .program import ProgramBuilder
 class StagedClassifier:
     """`BertForSequenceClassification` as an embedding program, one layer program and a head program."""
 
-    def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", block: int = 0):
+    def __init__(self, config, approx: ApproxSet, field: str = "fm64", linear_layers: str = "spu", product: WeightProduct = WHOLE):
         self.config = config
-        embeddings = BertEmbeddings(config, approx, block)  # block: the protocol's `weight_block`
+        embeddings = BertEmbeddings(config, approx, product)  # product: in the protocol's `weight_block`s
         self.embedding = ProgramBuilder(embeddings, ("words", "types"), approx, field, linear_layers, name="embedding")
-        self.layer = ProgramBuilder(BertLayer(config, approx, block), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
-        self.head = ProgramBuilder(BertHead(config, approx, block), ("hidden",), approx, field, linear_layers, name="head")
+        self.layer = ProgramBuilder(BertLayer(config, approx, product), ("hidden", "mask"), approx, field, linear_layers, lambda out: out[0], "layer")
+        self.head = ProgramBuilder(BertHead(config, approx, product), ("hidden",), approx, field, linear_layers, name="head")
 
     def stages(self, params: dict, data: dict) -> list[Stage]:
         """The stages, in order, from the classifier's parameter tree and data (words, mask, types); the hidden

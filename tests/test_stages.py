@@ -13,7 +13,7 @@ from secformer_jax.bench.network import LAN, WAN
 from secformer_jax.bench.report import save
 from secformer_jax.inference import classifier_builder
 from secformer_jax.protocols import PROTOCOLS
-from secformer_jax.model import _embed, _product, init_params
+from secformer_jax.model import WeightProduct, _embed, _product, init_params
 from secformer_jax.program import check_settings
 from secformer_jax.randomness import Dealer
 from secformer_jax.spu_runner import SPU_RUNTIME_OPTIONS, Simulation, compile_program
@@ -94,7 +94,7 @@ def test_a_model_in_weight_blocks_runs_more_smaller_products_with_the_same_logit
     sim = Simulation("semi2k", **SPU_RUNTIME_OPTIONS)
     logits, dots = {}, {}
     for block in (0, 24):
-        staged = StagedClassifier(CONFIG, PRESETS["puma"], block=block)
+        staged = StagedClassifier(CONFIG, PRESETS["puma"], product=WeightProduct(block))
         logits[block] = np.asarray(staged.private_run(params).run(sim, data, Dealer())[0])
         layer = staged.layer.compile(staged.layer.shapes(params["bert"]["encoder"]["layer"]["0"], staged.stages(params, data)[1].data, None))[0]
         dots[block] = len(re.findall(r"pphlo\.dot\b", layer.mlir))

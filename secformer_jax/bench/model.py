@@ -33,7 +33,7 @@ from transformers import BertConfig
 
 from ..approx import METHODS, PRESETS, ApproxSet, sine
 from ..inference import classifier_builder
-from ..model import BertEmbeddings, BertLayer, init_params
+from ..model import BertEmbeddings, BertLayer, WeightProduct, init_params
 from ..private_run import PrivateRun
 from ..program import ProgramBuilder, privacy
 from ..protocols import Protocol
@@ -98,10 +98,10 @@ def _category_pieces(config: BertConfig, approx: ApproxSet, batch: int, seq_len:
     f32 = lambda *shape: rng.normal(0, 1, shape).astype(np.float32)
     _, data = _data(config, batch, seq_len, 1)
     n = config.num_hidden_layers
-    block = protocol.weight_block if protocol is not None else 0
-    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, block), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
+    product = WeightProduct(protocol.weight_block if protocol is not None else 0)
+    embedding = _module_run(BertEmbeddings(config, NO_NONLINEARITY, product), ("words", "types"), NO_NONLINEARITY, field, linear_layers,
                             {"words": data["words"], "types": data["types"]}, name="embedding")
-    layer = _module_run(BertLayer(config, NO_NONLINEARITY, block), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
+    layer = _module_run(BertLayer(config, NO_NONLINEARITY, product), ("hidden", "mask"), NO_NONLINEARITY, field, linear_layers,
                         {"hidden": f32(b, l, h), "mask": data["mask"]}, lambda out: out[0], "linear")
     gelu_args = (f32(b, l, i) * 3,)
     if approx.needs_correlation:
@@ -212,7 +212,7 @@ def model_records(model, methods, protocols, seq_len, batch, layers, networks: l
             sim = simulations[protocol]
             if layer_programs:
                 params = jax.tree_util.tree_map(np.asarray, init_params(full, PRESETS["plaintext"]))
-                staged = StagedClassifier(full, approx, field, linear_layers, protocol.weight_block).private_run(params)
+                staged = StagedClassifier(full, approx, field, linear_layers, WeightProduct(protocol.weight_block)).private_run(params)
                 setup_cost = staged.setup(sim, data, new_dealer())
                 stage_costs = []
                 out, total, dealt = staged.run(sim, data, new_dealer(), progress=lambda _: progress(1) if progress else None, per_stage=stage_costs)
