@@ -4,11 +4,17 @@ per runner, then any number of runs, each dealt fresh, over a `Simulation` or a 
     setup (once per runner: B dealt, E = [W] - [B] opened, kept by the parties)
     run:  deal (fresh) -> share -> stage 1 -> [h] -> stage 2 -> ... -> last stage -> revealed output
 
+In one process (a `Simulation`, or a cluster's `roles.Driver` playing the owners and the dealer) `setup` and
+`run` do it all. Where the owners and the dealer are separate processes (`cluster.node`) each takes its
+part of the same run: `owner_jobs` (the model owner: the programs and its weight inputs) and `deal_setup` /
+`deal_run` (the dealer: B once, then each run's fresh randomness, from public shapes only).
+
 A run is one program (`PrivateRun.single`) or a sequence of stages (`stages.StagedClassifier`: embedding,
 each layer, head) whose secret results stay with the parties as shares between programs: nothing is opened
 between stages, only the last stage's output is revealed. One dealer owns a run's randomness: with several
 stages each draws from its own scope (`Dealer.scope(stage name)`), so no two stages draw the same stream.
-`inference.PrivateClassifier`, `bench.model`, the staged benchmark and `glue.evaluate` all run through it.
+`inference.PrivateClassifier`, `bench.model`, the staged benchmark, `glue.evaluate` and the cluster's nodes
+all run through it.
 """
 
 from __future__ import annotations
@@ -16,10 +22,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
+import numpy as np
+
 from . import linear
 from .program import ProgramBuilder
+from .protocols import Protocol
 from .randomness import Dealer
-from .spu_runner import Cost, Simulation, rss_peak
+from .spu_runner import Cost, Program, Simulation, rss_peak
+
+
+def _arrays(tree) -> list[np.ndarray]:
+    """A tree's leaves as arrays, in the order a program takes them."""
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +46,16 @@ class Stage:
     builder: ProgramBuilder
     params: dict
     data: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnerJobs:
+    """The model owner's part of a one-program run: the setup job (its program and the weight inputs, in
+    the program's input order) or None, and the inference program with its weight inputs."""
+
+    setup: tuple[Program, list[np.ndarray]] | None
+    program: Program
+    weights: list[np.ndarray]
 
 
 class PrivateRun:
@@ -49,6 +74,37 @@ class PrivateRun:
 
     def stages(self, data: dict) -> list[Stage]:
         return self._stages(data)
+
+    def _one(self, data: dict) -> Stage:
+        stages = self.stages(data)
+        if len(stages) != 1:
+            raise ValueError(f"owners in separate processes run one program; this run has {len(stages)} stages "
+                             "(run a staged model through one runner: a Simulation or a cluster's Driver)")
+        return stages[0]
+
+    def owner_jobs(self, protocol: Protocol, data: dict) -> OwnerJobs:
+        """The model owner's part under `protocol` for inputs shaped like `data`: which products are fixed-mask
+        ones (shapes only: B is the dealer's), the compiled programs and the weights they take."""
+        stage = self._one(data)
+        builder = stage.builder
+        masks = builder.setup(protocol, stage.data)
+        program = builder.compile(builder.shapes(stage.params, stage.data, masks))[0]
+        params = masks.strip(stage.params) if masks is not None else stage.params
+        setup = None if masks is None else (builder.setup_program(masks), _arrays(masks.weights(stage.params)))
+        return OwnerJobs(setup, program, _arrays(params))
+
+    def deal_setup(self, protocol: Protocol, data: dict, dealer: Dealer) -> tuple[linear.FixedMasks | None, list[np.ndarray] | None]:
+        """The dealer's once-per-model part: the fixed masks (B from `dealer`) and the setup job's dealt values
+        in its input order, or (None, None) without a setup. From shapes only: a stage's params may be None."""
+        stage = self._one(data)
+        masks = stage.builder.setup(protocol, stage.data, dealer)
+        return masks, None if masks is None else _arrays(masks.weight_masks())
+
+    def deal_run(self, masks: linear.FixedMasks | None, data: dict, dealer: Dealer) -> list[np.ndarray]:
+        """The dealer's part of one run: its dealt values (GeLU masks, fixed-mask A and C for `masks`' B), fresh
+        from `dealer`, in the program's input order (empty where the program takes none)."""
+        stage = self._one(data)
+        return _arrays(stage.builder.deal(stage.data, masks, dealer))
 
     def _dealer(self, dealer: Dealer, stage: Stage, stages: list[Stage]) -> Dealer:
         return dealer if len(stages) == 1 else dealer.scope(stage.name)

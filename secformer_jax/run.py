@@ -87,6 +87,11 @@ class RunSpec:
         return resolve_approx(self.approx, **dict(self.overrides))
 
     @property
+    def dealt(self) -> bool:
+        """Whether the runs take a dealer's inputs (a GeLU's correlation, or fixed-mask products' masks)."""
+        return self.approximations().needs_correlation or self.linear == "fixed-mask"
+
+    @property
     def model_dir(self) -> Path | None:
         return None if self.model is None else Path(self.model)
 

@@ -106,3 +106,41 @@ def test_infer_bench_and_eval_write_one_record_type(tiny_checkpoint, tmp_path):
     assert infer["seq_len"] == 16 and infer["logits"] is not None and np.isfinite(infer["max_abs_error"])
     assert evaluated["batch"] == 16 and evaluated["seq_len"] == 16 and evaluated["examples"] == 2
     assert bench["seq_len"] == 8 and bench["logits"] is None and bench["model"] == "bert-tiny"
+
+
+def test_the_nodes_parts_of_a_private_run_deal_fresh_and_refuse_a_staged_run(tiny_checkpoint):
+    """`PrivateRun`'s parts for owners in separate processes: the model owner's jobs take its weights in the
+    programs' input order, the dealer deals B once and fresh randomness per run from shapes only, and a run
+    of several stages is refused by name (the cluster's nodes run one program)."""
+    import jax
+
+    from secformer_jax.approx import PRESETS
+    from secformer_jax.inference import classifier_builder
+    from secformer_jax.private_run import PrivateRun
+    from secformer_jax.randomness import Dealer
+    from secformer_jax.stages import StagedClassifier
+
+    _, config, params = tiny_checkpoint
+    aby3 = PROTOCOLS["aby3"]
+    approx = PRESETS["secformer"]
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, np.float32)
+    data = {"words": f32(1, 8, config.vocab_size), "mask": f32(1, 8), "types": f32(1, 8, config.type_vocab_size)}
+    builder = classifier_builder(config, approx, "fm64", "fixed-mask", aby3)
+
+    jobs = PrivateRun.single(builder, params).owner_jobs(aby3, data)
+    assert jobs.setup is not None and len(jobs.setup[1]) == jobs.setup[0].names.count("weights")
+    assert len(jobs.weights) == jobs.program.names.count("params")
+
+    dealer_view = PrivateRun.single(builder, None)  # the dealer has no weights
+    dealer = Dealer()
+    masks, setup = dealer_view.deal_setup(aby3, data, dealer)
+    assert [a.shape for a in setup] == [a.shape for a in jax.tree_util.tree_leaves(masks.kernel_shapes())]
+    first, second = dealer_view.deal_run(masks, data, Dealer()), dealer_view.deal_run(masks, data, Dealer())  # a fresh key per run
+    assert [a.shape for a in first] == [a.shape for a in second] and len(first) == jobs.program.names.count("correlation") + jobs.program.names.count("linear")
+    assert not any(np.array_equal(a, b) for a, b in zip(first, second) if a.size > 8), "two runs dealt the same randomness"
+    with pytest.raises(ValueError, match="already used in this run"):  # one dealer's streams serve one run
+        dealer_view.deal_run(masks, data, dealer), dealer_view.deal_run(masks, data, dealer)
+
+    staged = StagedClassifier(config, approx, "fm64", "spu").private_run(params)
+    with pytest.raises(ValueError, match="one program; this run has 4 stages"):
+        staged.owner_jobs(aby3, data)

@@ -27,6 +27,7 @@ from transformers import AutoTokenizer
 
 from ..checkpoint import default_model_dir, load_config
 from ..gelu_domain import gelu_range_note
+from ..private_run import PrivateRun
 from ..program import privacy
 from ..randomness import Dealer
 from ..run import CLUSTER, RunRecord, RunSpec, setup_json
@@ -55,16 +56,10 @@ def serve_model(config: ClusterConfig, spec: RunSpec, log=_log) -> None:
             raise ValueError(f"the data owner asks for {seq_len} tokens, this model owner serves the spec's {spec.max_length}")
         checkpoint, head = load_classifier(spec.model_dir, approx, seq_len, log)
         c = checkpoint.config
-        builder = classifier_builder(c, approx, spec.field, spec.linear, spec.protocol)
-        data = _shaped_data(c, seq_len)
-        masks = builder.setup(spec.protocol, data)  # which products are masked (shapes only: B is the dealer's)
         start = time.perf_counter()
-        program = builder.compile(builder.shapes(checkpoint.params, data, masks))[0]
+        run = PrivateRun.single(classifier_builder(c, approx, spec.field, spec.linear, spec.protocol), checkpoint.params)
+        jobs = run.owner_jobs(spec.protocol, _shaped_data(c, seq_len))
         log(f"{MODEL_OWNER}: compiled {c.num_hidden_layers} layers x {seq_len} tokens in {time.perf_counter() - start:.1f} s")
-        params = masks.strip(checkpoint.params) if masks is not None else checkpoint.params
-        setup = None
-        if masks is not None:
-            setup = (builder.setup_program(masks), [np.asarray(w) for w in jax.tree_util.tree_leaves(masks.weights(checkpoint.params))])
         facts = {
             "spec": spec.to_json(),
             "model": str(checkpoint.path),
@@ -74,7 +69,7 @@ def serve_model(config: ClusterConfig, spec: RunSpec, log=_log) -> None:
             "id2label": {str(k): v for k, v in (getattr(c, "id2label", None) or {}).items()},
             "head": head,
         }
-        return {"program": program, "weights": [np.asarray(w) for w in jax.tree_util.tree_leaves(params)], "facts": facts, "setup": setup}
+        return {"program": jobs.program, "weights": jobs.weights, "facts": facts, "setup": jobs.setup}
 
     run_model_owner(config, serve, log)
 
@@ -99,10 +94,9 @@ def classify_text(config: ClusterConfig, spec: RunSpec, text: str, text_pair: st
 
     logits, cost, facts, dealt = run_data_owner(config, spec.max_length, make_inputs, log)
     logits = check_finite("private logits", logits)
-    needs_dealer = spec.approximations().needs_correlation or spec.linear == "fixed-mask"
-    offline = {"send_bytes": dealt["dealt_bytes"], "what": "the dealer's seeds and corrections for this inference, as the parties received them"} if needs_dealer else None
+    offline = {"send_bytes": dealt["dealt_bytes"], "what": "the dealer's seeds and corrections for this inference, as the parties received them"} if spec.dealt else None
     return RunRecord(
-        "node", CLUSTER, spec, cost, privacy(config.protocol, needs_dealer, "separate process"), offline, setup_json(dealt["setup"]),
+        "node", CLUSTER, spec, cost, privacy(config.protocol, spec.dealt, "separate process"), offline, setup_json(dealt["setup"]),
         model=facts["model"], logits=logits,
         extra={"text": text, "text_pair": text_pair, "parties": [p.id for p in config.parties], "num_tokens": len(encoded.tokens),
                "head": facts["head"], "prediction": prediction(logits[0], facts["num_labels"], facts["id2label"])},
@@ -116,15 +110,12 @@ def deal_for(config: ClusterConfig, spec: RunSpec) -> list[list[np.ndarray]]:
     from ..inference import classifier_builder
 
     bert = load_config(spec.model_dir or default_model_dir())
-    builder = classifier_builder(bert, spec.approximations(), spec.field, spec.linear)
+    run = PrivateRun.single(classifier_builder(bert, spec.approximations(), spec.field, spec.linear), None)  # no weights: shapes only
     data = _shaped_data(bert, spec.max_length)
     dealer = Dealer()  # a fresh key: fresh masks every inference
-    masks = builder.setup(spec.protocol, data, dealer)
-    jobs = [] if masks is None else [jax.tree_util.tree_leaves(masks.weight_masks())]
-    dealt = jax.tree_util.tree_leaves(builder.deal(data, masks, dealer))
-    if dealt:  # the parties expect a message from the dealer only for a program with dealt inputs
-        jobs.append(dealt)
-    return [[np.asarray(a) for a in values] for values in jobs]
+    masks, setup = run.deal_setup(spec.protocol, data, dealer)
+    dealt = run.deal_run(masks, data, dealer)
+    return [values for values in (setup, dealt) if values]  # the parties expect the dealer only for a job with dealt inputs
 
 
 def run_node(config: ClusterConfig, party: str, spec: RunSpec | None, *, text=None, text_pair=None, log=_log):

@@ -142,10 +142,9 @@ def evaluate(task_name: str, model_dir: str | Path, approx_preset: str | None = 
         run = run_spu(checkpoint, approx, data, index, protocol, field, linear_layers, spu_batch)
         spu_preds, plain_preds = predictions(task, run["private"]), predictions(task, run["plaintext"])
         labels = examples.labels[index]
-        needs_dealer = approx.needs_correlation or linear_layers == "fixed-mask"
         offline = {"send_bytes": run["offline_bytes"], "what": "the dealer's seeds and corrections, all runs"} if run["offline_bytes"] is not None else None
         record = RunRecord(
-            "eval", SIMULATION, spec, run["cost"], privacy(protocol, needs_dealer), offline, setup_json(run["setup"]), batch=run["batch"],
+            "eval", SIMULATION, spec, run["cost"], privacy(protocol, spec.dealt), offline, setup_json(run["setup"]), batch=run["batch"],
             logits=run["private"], plaintext_logits=run["plaintext"], max_abs_error=float(np.max(np.abs(run["private"] - run["plaintext"]))),
             compile_seconds=sum(run["compile_seconds"].values()), threads=threads.setting(), peak_rss_bytes=peak_rss_bytes(),
             extra={"examples": len(index), "indices": index.tolist(), "metrics": compute_metrics(task, spu_preds, labels),
